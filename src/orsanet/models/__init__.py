@@ -1,0 +1,5 @@
+"""ORSANet and its components."""
+
+from orsanet.models.orsanet import MCM_DEPTHS, ORSANet, ORSANetConfig, ORSANetOutput
+
+__all__ = ["MCM_DEPTHS", "ORSANet", "ORSANetConfig", "ORSANetOutput"]

@@ -1,0 +1,134 @@
+"""ORSANet assembled: image backbone, two frozen priors, SSGM, MCM, SE gate and head.
+
+Data flow of the paper configuration (``B`` images, 224 px, ImageNet-normalised)::
+
+    images ─ IR-50 grid ───────────── I (B, 512, 7, 7)
+           ─ parsing source ───────── S (B, 512, 7, 7) ─┐
+                                       SSGM(I, S) ──────┴─ image tokens (B, 49, 512)
+           ─ landmark source ──────── L (B, 49, 512)
+                                       MCM(image tokens, L) ── f (B, 512)
+                                       SE gate, Linear ─────── logits (B, classes)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from orsanet.models.image_backbone import IMAGE_BACKBONES
+from orsanet.models.mcm import MCM
+from orsanet.models.priors import LANDMARK_SOURCES, PARSING_SOURCES
+from orsanet.models.ssgm import SSGM
+
+MCM_DEPTHS = {"small": 4, "base": 6, "large": 8}
+
+
+@dataclass
+class ORSANetConfig:
+    """Everything needed to rebuild a model (stored in every checkpoint).
+
+    ``use_ssgm``, ``use_mcm``, ``multi_scale`` and ``landmark_reintegration`` switch off the
+    parts the paper ablates in Table 6; ``query_projection`` is the paper-text variant of MCM.
+    """
+
+    num_classes: int = 7
+    size: str = "large"
+    image_backbone: str = "ir50"
+    landmark_source: str = "mobilefacenet"
+    parsing_source: str = "swin_b"
+    dim: int = 512
+    num_heads: int = 8
+    mlp_ratio: float = 2.0
+    drop_path: float = 0.1
+    use_ssgm: bool = True
+    use_mcm: bool = True
+    multi_scale: bool = True
+    landmark_reintegration: bool = True
+    query_projection: bool = False
+    input_size: int = 224
+
+    def __post_init__(self) -> None:
+        if self.size not in MCM_DEPTHS:
+            raise ValueError(f"size must be one of {sorted(MCM_DEPTHS)}, got {self.size!r}")
+        for field, table in (("image_backbone", IMAGE_BACKBONES), ("landmark_source", LANDMARK_SOURCES),
+                             ("parsing_source", PARSING_SOURCES)):
+            if getattr(self, field) not in table:
+                raise ValueError(f"{field} must be one of {sorted(table)}, got {getattr(self, field)!r}")
+
+    @property
+    def depth(self) -> int:
+        return MCM_DEPTHS[self.size]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ORSANetConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown ORSANet config keys: {', '.join(unknown)}")
+        return cls(**values)
+
+
+class ORSANetOutput(NamedTuple):
+    logits: torch.Tensor  # (B, num_classes)
+    features: torch.Tensor  # (B, dim)
+
+
+class SEGate(nn.Module):
+    """Squeeze-excitation style gate on a vector: ``f * sigmoid(W2 relu(W1 f))``."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(dim, dim)
+        self.linear2 = nn.Linear(dim, dim)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return f * torch.sigmoid(self.linear2(torch.relu(self.linear1(f))))
+
+
+class ORSANet(nn.Module):
+    """The ORSANet classifier. ``model(images)`` -> ``ORSANetOutput(logits, features)``."""
+
+    def __init__(self, config: ORSANetConfig | None = None, label_names: list[str] | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ORSANetConfig()
+        if label_names is not None and len(label_names) != config.num_classes:
+            raise ValueError(f"{len(label_names)} label names for {config.num_classes} classes")
+        self.label_names = list(label_names) if label_names is not None else None
+        self.image_backbone = IMAGE_BACKBONES[config.image_backbone](config.dim)
+        # Priors are built only where a module reads them.
+        self.parsing_source = PARSING_SOURCES[config.parsing_source](config.dim) if config.use_ssgm else None
+        self.ssgm = SSGM(config.dim, config.dim) if config.use_ssgm else None
+        self.landmark_source = LANDMARK_SOURCES[config.landmark_source]() if config.use_mcm else None
+        self.mcm = (
+            MCM(config.dim, config.depth, num_tokens=49, num_heads=config.num_heads, mlp_ratio=config.mlp_ratio,
+                drop_path=config.drop_path, multi_scale=config.multi_scale,
+                query_projection=config.query_projection, reintegrate=config.landmark_reintegration)
+            if config.use_mcm else None
+        )
+        self.se_gate = SEGate(config.dim)
+        self.head = nn.Linear(config.dim, config.num_classes)
+
+    def forward(self, images: torch.Tensor, landmark_prior: torch.Tensor | None = None,
+                parsing_prior: torch.Tensor | None = None) -> ORSANetOutput:
+        """images ``(B, 3, S, S)``; optional precomputed raw priors (see ``orsanet.models.priors``)."""
+        grid = self.image_backbone(images)  # (B, D, 7, 7)
+        if self.ssgm is not None:
+            grid = self.ssgm(grid, self.parsing_source(images, parsing_prior))
+        image_tokens = grid.flatten(2).transpose(1, 2)  # (B, 49, D)
+        if self.mcm is not None:
+            features = self.mcm(image_tokens, self.landmark_source(images, landmark_prior))
+        else:
+            features = image_tokens.mean(1)  # "w/o cross-interaction": classify the mean image token
+        features = self.se_gate(features)
+        return ORSANetOutput(self.head(features), features)
+
+    def prior_sources(self) -> dict[str, nn.Module]:
+        """The prior sources this configuration uses, by role."""
+        sources = {"landmarks": self.landmark_source, "parsing": self.parsing_source}
+        return {role: source for role, source in sources.items() if source is not None}
