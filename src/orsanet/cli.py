@@ -8,6 +8,7 @@ import logging
 import sys
 
 from orsanet.checkpoint import CheckpointError
+from orsanet.labels import LabelError
 
 log = logging.getLogger("orsanet")
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
-    except (CheckpointError, UsageError, FileNotFoundError) as error:
+    except (CheckpointError, UsageError, LabelError, FileNotFoundError) as error:
         print(f"orsanet: error: {error}", file=sys.stderr)
         return 2
 
