@@ -8,6 +8,8 @@ import logging
 import sys
 
 from orsanet.checkpoint import CheckpointError
+from orsanet.data.base import DatasetError
+from orsanet.engine.config import ConfigError
 from orsanet.labels import LabelError
 
 log = logging.getLogger("orsanet")
@@ -88,6 +90,30 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from orsanet.engine.config import load_config
+    from orsanet.engine.train import train
+
+    config = load_config(args.config, args.set or [])
+    summary = train(config, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from orsanet.engine.evaluate import evaluate
+
+    occlusion = tuple(float(a) for a in args.occlusion.split(",")) if args.occlusion else ()
+    report = evaluate(args.model, args.data, args.kind, args.split, args.subset, args.label_mode, args.batch_size,
+                      args.workers, args.device, occlusion, args.json)
+    print(f"{report['num_images']} images: accuracy {report['accuracy']:.4f}, mean class accuracy "
+          f"{report['mean_class_accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}")
+    for area, figures in report.get("occlusion", {}).items():
+        print(f"occlusion {float(area):.0%}: accuracy {figures['accuracy']:.4f}, "
+              f"mean class accuracy {figures['mean_class_accuracy']:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orsanet", description="Occlusion-robust facial expression recognition")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -119,6 +145,26 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--json", help="also write the figures to this JSON file")
     profile.set_defaults(handler=cmd_profile)
 
+    train = commands.add_parser("train", help="train a model (YAML config, --set overrides, --resume)")
+    train.add_argument("--config", help="YAML file (see configs/)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-4")
+    train.add_argument("--resume", action="store_true", help="continue the run in run.output_dir")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a model file on a dataset split")
+    evaluate.add_argument("model", help="model file, or 'default'")
+    evaluate.add_argument("data", help="dataset root")
+    evaluate.add_argument("--kind", default="folder", help="dataset kind: ferplus or folder")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--subset", help="text file of image names (name [label [condition]])")
+    evaluate.add_argument("--label-mode", default="majority", help="FERPlus: majority or argmax")
+    evaluate.add_argument("--occlusion", help="also under random-square occlusion of these areas, e.g. 0.1,0.2,0.3")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--json", help="write the report here (and a confusion-matrix PNG beside it)")
+    evaluate.set_defaults(handler=cmd_eval)
+
     info = commands.add_parser("info", help="show a model file's metadata (config, labels, metrics)")
     info.add_argument("model", help="model file, or 'default'")
     info.set_defaults(handler=cmd_info)
@@ -131,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
-    except (CheckpointError, UsageError, LabelError, FileNotFoundError) as error:
+    except (CheckpointError, ConfigError, DatasetError, LabelError, UsageError, FileNotFoundError) as error:
         print(f"orsanet: error: {error}", file=sys.stderr)
         return 2
 

@@ -104,7 +104,7 @@ class ORSANet(nn.Module):
         # Priors are built only where a module reads them.
         self.parsing_source = PARSING_SOURCES[config.parsing_source](config.dim) if config.use_ssgm else None
         self.ssgm = SSGM(config.dim, config.dim) if config.use_ssgm else None
-        self.landmark_source = LANDMARK_SOURCES[config.landmark_source]() if config.use_mcm else None
+        self.landmark_source = LANDMARK_SOURCES[config.landmark_source](config.dim) if config.use_mcm else None
         self.mcm = (
             MCM(config.dim, config.depth, num_tokens=49, num_heads=config.num_heads, mlp_ratio=config.mlp_ratio,
                 drop_path=config.drop_path, multi_scale=config.multi_scale,

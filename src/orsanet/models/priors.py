@@ -80,9 +80,13 @@ class GridToTokens(nn.Module):
         return grid.flatten(2).transpose(1, 2)
 
 
-def mobilefacenet_landmark_source() -> PriorSource:
-    """The paper's landmark source: frozen MobileFaceNet features used directly as 49 tokens of width 512."""
-    return PriorSource(MobileFaceNetFeatures(), GridToTokens())
+def mobilefacenet_landmark_source(out_channels: int = 512) -> PriorSource:
+    """The paper's landmark source: frozen MobileFaceNet features used directly as 49 tokens of width 512.
+
+    For a model narrower than 512 a trainable Linear(512 -> width) follows (not in the paper).
+    """
+    adapter = GridToTokens() if out_channels == 512 else nn.Sequential(GridToTokens(), nn.Linear(512, out_channels))
+    return PriorSource(MobileFaceNetFeatures(), adapter)
 
 
 def swin_parsing_source(out_channels: int = 512) -> PriorSource:

@@ -1,0 +1,1 @@
+"""Training and evaluation engine: loops, metrics, distributed helpers."""

@@ -1,0 +1,362 @@
+"""``orsanet train``: the training loop with honest model selection and exact resumption.
+
+Per epoch: train (class-balanced sampling, SAM or AdamW), validate, write ``last.safetensors``,
+``best.safetensors`` (chosen on the validation split only) and ``train_state.pt`` atomically, and
+the metrics log (``metrics.jsonl``, ``metrics.csv``, ``curves.png``). After the last epoch the best
+model is evaluated once on the test split (``test_report.json``). ``--resume`` restarts from the
+last completed epoch with the model, optimiser, scheduler, sampler position and random state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import os
+import random
+import signal
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from tqdm import tqdm
+
+from orsanet.checkpoint import default_preprocessing, load_model, save_model
+from orsanet.engine.config import TrainConfig
+from orsanet.engine.distributed import DistributedContext, init_distributed, resolve_device
+from orsanet.engine.sam import SAM
+from orsanet.fileio import atomic_path, write_text_atomic
+from orsanet.losses import ORSANetObjective, soft_cross_entropy
+from orsanet.models import ORSANet, ORSANetConfig
+from orsanet.transforms import eval_transform, train_transform
+
+log = logging.getLogger(__name__)
+STATE_FILE = "train_state.pt"
+
+
+class EpochSampler(Sampler[int]):
+    """Class-balanced (or plain shuffled) sampling whose order depends only on ``(seed, epoch)``.
+
+    Balanced: each class is drawn with equal probability (with replacement), ``len(labels)`` draws
+    per epoch. Under DDP each process takes every ``world_size``-th index of the same order.
+    """
+
+    def __init__(self, labels: list[int], seed: int, balanced: bool = True, rank: int = 0, world_size: int = 1):
+        self.labels = torch.as_tensor(labels)
+        self.seed, self.balanced, self.rank, self.world_size = seed, balanced, rank, world_size
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        n = len(self.labels)
+        if self.balanced:
+            counts = torch.bincount(self.labels).clamp(min=1).float()
+            indices = torch.multinomial(1.0 / counts[self.labels], n, replacement=True, generator=generator)
+        else:
+            indices = torch.randperm(n, generator=generator)
+        padded = math.ceil(n / self.world_size) * self.world_size
+        return torch.cat([indices, indices[: padded - n]])[self.rank::self.world_size]
+
+    def __iter__(self):
+        return iter(self.order().tolist())
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.world_size)
+
+
+def hard_labels(dataset: Dataset, indices: list[int] | None = None) -> list[int]:
+    """Integer class of every sample (argmax for soft targets)."""
+    labels = []
+    for i in indices if indices is not None else range(len(dataset.samples)):
+        label = dataset.samples[i][1]
+        labels.append(int(torch.as_tensor(label).argmax()) if torch.as_tensor(label).dim() else int(label))
+    return labels
+
+
+def build_splits(config: TrainConfig, input_size: int):
+    """(train, valid, test-or-None) datasets with their transforms, and the label names."""
+    from orsanet.data import open_dataset, stratified_split
+
+    data, augment = config.data, config.augment
+    train_tf = train_transform(input_size, augment.flip, augment.erasing_p, tuple(augment.erasing_scale))
+    test_tf = eval_transform(input_size)
+
+    def open_split(split, transform):
+        return open_dataset(data.kind, data.root, split, label_mode=data.label_mode, transform=transform,
+                            subset=data.subset)
+
+    train = open_split(data.train_split, train_tf)
+    if data.valid_split:
+        valid = open_split(data.valid_split, test_tf)
+    else:  # no official validation split (RAF-DB): carve one, stratified and seeded
+        train_idx, valid_idx = stratified_split(hard_labels(train), data.valid_fraction, seed=config.run.seed)
+        valid = Subset(open_split(data.train_split, test_tf), valid_idx)
+        train = Subset(train, train_idx)
+        log.info("validation: %d images carved (stratified, seed %d) from %s/%s", len(valid_idx), config.run.seed,
+                 data.kind, data.train_split)
+    test = open_split(data.test_split, test_tf) if data.test_split else None
+    return train, valid, test
+
+
+def _base(dataset: Dataset) -> Dataset:
+    return dataset.dataset if isinstance(dataset, Subset) else dataset
+
+
+def _labels_of(dataset: Dataset) -> list[int]:
+    if isinstance(dataset, Subset):
+        return hard_labels(dataset.dataset, list(dataset.indices))
+    return hard_labels(dataset)
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig):
+    """(optimizer, per-epoch scheduler, uses_sam) for the configured recipe."""
+    optim = config.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optim.recipe == "official":
+        optimizer = SAM(params, torch.optim.Adam, rho=optim.sam_rho, lr=optim.lr, weight_decay=optim.weight_decay)
+        return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=optim.gamma), True
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    warmup, total = optim.warmup_epochs, optim.epochs
+
+    def factor(epoch_index: int) -> float:  # epoch_index counts completed epochs
+        if epoch_index < warmup:
+            return (epoch_index + 1) / (warmup + 1)
+        progress = (epoch_index - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor), False
+
+
+class Trainer:
+    """Holds everything one run needs; ``fit()`` runs the epochs."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+        self.config = config
+        run = config.run
+        if run.threads:
+            torch.set_num_threads(run.threads)
+        self.device = resolve_device(run.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.dist: DistributedContext = init_distributed(self.device)
+        self.output = Path(run.output_dir)
+        if self.dist.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(run.seed)
+        random.seed(run.seed)
+
+        self.train_set, self.valid_set, self.test_set = build_splits(config, int(config.model.get("input_size", 224)))
+        self.label_names = list(_base(self.train_set).label_names)
+        model_values = {k: v for k, v in config.model.items() if k != "init"}
+        model_values["num_classes"] = len(self.label_names)
+        self.model = ORSANet(ORSANetConfig(**model_values), self.label_names)
+        if config.model.get("init"):
+            self._load_init(config.model["init"])
+        self.model.to(self.device)
+        self.objective = ORSANetObjective(config.loss.dare_weight, config.loss.smoothing_weight, config.loss.smoothing,
+                                          config.loss.warmup_epochs, config.loss.dare_form, config.loss.use_dare)
+        self.optimizer, self.scheduler, self.uses_sam = build_optimizer(self.model, config)
+        self.amp_dtype = None
+        if run.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.network = self.model
+        if self.dist.enabled:
+            self.network = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.sampler = EpochSampler(_labels_of(self.train_set), run.seed, config.optim.balanced_sampler,
+                                    self.dist.rank, self.dist.world_size)
+        self.start_epoch, self.history = 1, []
+        self.best = {"metric": run.select_metric, "value": -1.0, "epoch": 0}
+        if resume:
+            self._resume()
+
+    # ----------------------------------------------------------------- state
+    def _load_init(self, path: str) -> None:
+        source = load_model(path)
+        if source.label_names != self.label_names:
+            raise ValueError(f"{path}: labels {source.label_names} differ from the data's {self.label_names}")
+        self.model.load_state_dict(source.state_dict())
+        log.info("initialised from %s", path)
+
+    def _state(self, epoch: int) -> dict:
+        return {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else {},
+                "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                "best": self.best, "history": self.history, "config_json": json.dumps(self.config.to_dict())}
+
+    def _resume(self) -> None:
+        path = self.output / STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: nothing to resume (no training state in {self.output})")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.best, self.history = state["best"], state["history"]
+        self.start_epoch = state["epoch"] + 1
+        log.info("resumed %s after epoch %d (best %s %.4f at epoch %d)", self.output, state["epoch"],
+                 self.best["metric"], self.best["value"], self.best["epoch"])
+
+    # ----------------------------------------------------------------- steps
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _loss(self, images, targets, epoch):
+        with self._autocast():
+            logits = self.network(images).logits
+        return self.objective(logits.float(), targets, epoch), logits.detach().float()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def _train_step(self, images, targets, epoch):
+        loss, logits = self._loss(images, targets, epoch)
+        self._backward(loss)
+        if self.uses_sam:
+            if self.scaler:  # unscale by hand: SAM needs the true gradient for its ascent step
+                inv = 1.0 / self.scaler.get_scale()
+                for p in self.model.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(inv)
+            self.optimizer.first_step(zero_grad=True)
+            second_loss, _ = self._loss(images, targets, epoch)
+            self._backward(second_loss)
+            if self.scaler:
+                self.optimizer.restore()
+                self.scaler.step(self.optimizer.base_optimizer)  # unscales; skips the step on inf/nan
+                self.scaler.update()
+                self.optimizer.zero_grad()
+            else:
+                self.optimizer.second_step(zero_grad=True)
+        elif self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad()
+        else:
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        return loss.detach(), logits
+
+    def _loader(self, dataset, shuffle_sampler=None) -> DataLoader:
+        workers = self.config.data.num_workers
+        return DataLoader(dataset, batch_size=self.config.optim.batch_size, sampler=shuffle_sampler,
+                          shuffle=False, num_workers=workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False, drop_last=shuffle_sampler is not None and len(dataset) >
+                          self.config.optim.batch_size)
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.network.train()
+        self.sampler.set_epoch(epoch)
+        loader = self._loader(self.train_set, self.sampler)
+        limit = self.config.run.max_train_batches
+        total = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+        bar = tqdm(loader, total=min(len(loader), limit or len(loader)), desc=f"epoch {epoch} train",
+                   disable=not self.dist.is_main, leave=False, dynamic_ncols=True)
+        for step, (images, targets) in enumerate(bar):
+            if limit and step >= limit:
+                break
+            images, targets = images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+            loss, logits = self._train_step(images, targets, epoch)
+            hard = targets if targets.dim() == 1 else targets.argmax(1)
+            total += torch.tensor([loss.item() * len(images), (logits.argmax(1) == hard).sum().item(), len(images)],
+                                  dtype=torch.float64)
+            bar.set_postfix(loss=f"{total[0] / total[2]:.4f}", acc=f"{total[1] / total[2]:.4f}")
+        self.dist.all_reduce_sum(total)
+        return {"train_loss": float(total[0] / total[2]), "train_accuracy": float(total[1] / total[2])}
+
+    @torch.no_grad()
+    def evaluate_split(self, dataset, name: str) -> dict:
+        from orsanet.engine.evaluate import collect_predictions
+        from orsanet.engine.metrics import ClassificationMetrics
+
+        logits, targets = collect_predictions(self.model, self._loader(dataset), self.device,
+                                              self.config.run.max_eval_batches, desc=f"{name}",
+                                              amp_dtype=self.amp_dtype, show=self.dist.is_main)
+        metrics = ClassificationMetrics(self.label_names)
+        metrics.update(logits, targets.argmax(1) if targets.dim() > 1 else targets)
+        report = metrics.report()
+        report["loss"] = float(soft_cross_entropy(logits, targets))
+        return report
+
+    # ----------------------------------------------------------------- loop
+    def fit(self) -> dict:
+        config = self.config
+        for epoch in range(self.start_epoch, config.optim.epochs + 1):
+            row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **self.train_epoch(epoch)}
+            valid = self.evaluate_split(self.valid_set, f"epoch {epoch} valid")
+            row.update({f"valid_{key}": valid[key] for key in ("loss", "accuracy", "mean_class_accuracy", "macro_f1")})
+            self.scheduler.step()
+            self.history.append(row)
+            improved = valid[config.run.select_metric] > self.best["value"]
+            if improved:
+                self.best = {"metric": config.run.select_metric, "value": valid[config.run.select_metric],
+                             "epoch": epoch}
+            if self.dist.is_main:
+                self._write_epoch(epoch, valid, improved)
+            self.dist.barrier()
+            log.info("epoch %d: train loss %.4f acc %.4f | valid acc %.4f mca %.4f%s", epoch, row["train_loss"],
+                     row["train_accuracy"], valid["accuracy"], valid["mean_class_accuracy"],
+                     " (best)" if improved else "")
+            if os.environ.get("ORSANET_KILL_AFTER_EPOCH") == str(epoch):  # tests: simulate a killed run
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self._final_test()
+
+    def _metadata(self, valid: dict, epoch: int) -> dict:
+        return {"valid": {k: valid[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1", "num_images")},
+                "epoch": epoch, "selected_on": f"validation {self.best['metric']}"}
+
+    def _write_epoch(self, epoch: int, valid: dict, improved: bool) -> None:
+        preprocessing = default_preprocessing(self.model.config.input_size)
+        provenance = {"dataset": self.config.data.kind, "train_split": self.config.data.train_split,
+                      "label_mode": self.config.data.label_mode, "recipe": self.config.optim.recipe}
+        save_model(self.output / "last.safetensors", self.model, self.label_names, preprocessing,
+                   self._metadata(valid, epoch), provenance)
+        if improved:
+            save_model(self.output / "best.safetensors", self.model, self.label_names, preprocessing,
+                       self._metadata(valid, epoch), provenance)
+        with atomic_path(self.output / STATE_FILE) as temporary:
+            torch.save(self._state(epoch), temporary)
+        write_text_atomic(self.output / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.history[0]))
+        writer.writeheader()
+        writer.writerows(self.history)
+        write_text_atomic(self.output / "metrics.csv", buffer.getvalue())
+        from orsanet.plots import plot_training_curves
+
+        plot_training_curves(self.history, self.output / "curves.png")
+
+    def _final_test(self) -> dict:
+        summary = {"best": self.best, "output_dir": str(self.output)}
+        if self.test_set is None or not self.dist.is_main:
+            return summary
+        best = load_model(self.output / "best.safetensors", self.device)
+        self.model.load_state_dict(best.state_dict())
+        report = self.evaluate_split(self.test_set, "test")
+        report["note"] = (f"test split evaluated once, after selecting epoch {self.best['epoch']} on validation "
+                          f"{self.best['metric']}")
+        write_text_atomic(self.output / "test_report.json", json.dumps(report, indent=2))
+        log.info("test (evaluated once, model chosen on validation): accuracy %.4f, mean class accuracy %.4f",
+                 report["accuracy"], report["mean_class_accuracy"])
+        summary["test"] = {k: report[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
+        return summary
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict:
+    """Run (or resume) a training run; returns the best validation score and the test figures."""
+    return Trainer(config, resume).fit()

@@ -1,0 +1,121 @@
+"""Training end to end on a generated folder tree: kill after epoch 1, resume, evaluate; DDP; SAM."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from orsanet.engine.config import ConfigError, load_config
+from orsanet.engine.sam import SAM
+from orsanet.engine.train import EpochSampler
+
+CLASSES = ("neutral", "happiness", "surprise")
+
+
+def make_folder_tree(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
+    """split/class/*.png faces: a bright blob whose position depends on the class (learnable)."""
+    generator = torch.Generator().manual_seed(seed)
+    for split, count in per_class.items():
+        for c, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = (torch.rand(32, 32, 3, generator=generator) * 60).to(torch.uint8)
+                pixels[4 + 8 * c: 12 + 8 * c, 8:24] = 230
+                Image.fromarray(pixels.numpy()).save(folder / f"{split}_{name}_{i}.png")
+    return root
+
+
+TINY_MODEL = ["model.image_backbone=ir18", "model.size=small", "model.dim=64", "model.use_ssgm=false", "model.input_size=64"]
+
+
+def run_cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orsanet.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=900)
+
+
+def test_config_overrides_and_errors(tmp_path):
+    config = load_config(None, ["optim.recipe=adamw_cosine", "optim.lr=0.001", "data.kind=folder"])
+    assert config.optim.lr == 0.001 and config.optim.weight_decay == 0.05 and config.data.kind == "folder"
+    with pytest.raises(ConfigError, match="unknown keys colour"):
+        load_config(None, ["run.colour=red"])
+    (tmp_path / "bad.yaml").write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_sampler_is_balanced_and_depends_only_on_seed_and_epoch():
+    labels = [0] * 90 + [1] * 10
+    sampler = EpochSampler(labels, seed=3)
+    sampler.set_epoch(2)
+    first = sampler.order()
+    again = EpochSampler(labels, seed=3)
+    again.set_epoch(2)
+    assert torch.equal(first, again.order())
+    drawn = torch.tensor(labels * 20)[EpochSampler(labels * 20, seed=0).order()]
+    assert 0.4 < drawn.float().mean() < 0.6  # both classes about equally often
+    ranks = [EpochSampler(labels, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(2)
+    assert sorted(torch.cat([r.order() for r in ranks]).tolist()) == sorted(first.tolist())
+
+
+def test_sam_step_lowers_a_quadratic():
+    w = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
+    sam = SAM([w], torch.optim.SGD, rho=0.05, lr=0.1)
+    for _ in range(20):
+        (w ** 2).sum().backward()
+        sam.first_step()
+        (w ** 2).sum().backward()
+        sam.second_step()
+    assert w.norm() < 0.1
+
+
+@pytest.fixture(scope="module")
+def folder_data(tmp_path_factory):
+    return make_folder_tree(tmp_path_factory.mktemp("faces"), {"train": 8, "test": 4})
+
+
+def test_train_killed_resumed_then_evaluated(folder_data, tmp_path):
+    common = ["train", "--set", f"data.root={folder_data}", "--set", "data.kind=folder", "--set", "data.valid_split=null",
+              "--set", "data.valid_fraction=0.25", "--set", "data.num_workers=0", "--set", "optim.epochs=2",
+              "--set", "optim.batch_size=6", "--set", "optim.lr=0.001", "--set", "loss.warmup_epochs=1",
+              "--set", "run.threads=2"] + [x for item in TINY_MODEL for x in ("--set", item)]
+    straight = run_cli(common + ["--set", f"run.output_dir={tmp_path / 'straight'}"])
+    assert straight.returncode == 0, straight.stderr
+
+    killed = run_cli(common + ["--set", f"run.output_dir={tmp_path / 'resumed'}"], {"ORSANET_KILL_AFTER_EPOCH": "1"})
+    assert killed.returncode != 0 and (tmp_path / "resumed" / "train_state.pt").exists()
+    assert not (tmp_path / "resumed" / "test_report.json").exists()
+    resumed = run_cli(common + ["--set", f"run.output_dir={tmp_path / 'resumed'}", "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stderr
+
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "straight" / "last.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "last.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a), "a resumed run must end exactly where an uninterrupted one does"
+    history = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert (tmp_path / "resumed" / "curves.png").stat().st_size > 1000
+    report = json.loads((tmp_path / "resumed" / "test_report.json").read_text())
+    assert report["num_images"] == 12 and "evaluated once" in report["note"]
+
+    out = tmp_path / "eval.json"
+    evaluated = run_cli(["eval", str(tmp_path / "resumed" / "best.safetensors"), str(folder_data), "--kind", "folder",
+                         "--split", "test", "--json", str(out)])
+    assert evaluated.returncode == 0, evaluated.stderr
+    figures = json.loads(out.read_text())
+    for key in ("accuracy", "mean_class_accuracy", "macro_f1", "num_images", "label_protocol", "checkpoint_sha256",
+                "config"):
+        assert key in figures
+    assert figures["accuracy"] == pytest.approx(report["accuracy"])
+    assert (out.parent / "eval.confusion.png").exists()
