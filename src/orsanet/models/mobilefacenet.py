@@ -103,7 +103,10 @@ class LandmarkMobileFaceNet(nn.Module):
         return x
 
     def points(self, features: torch.Tensor) -> torch.Tensor:
-        """Conv features ``(B, 512, 7, 7)`` -> landmarks ``(B, num_points, 2)`` in [0, 1] crop coordinates."""
+        """Conv features ``(B, 512, 7, 7)`` -> landmarks ``(B, num_points, 2)``.
+
+        Trained to give [0, 1] crop coordinates; nothing clamps them (as in the original network).
+        """
         return self.output_layer(features).view(features.shape[0], self.num_points, 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
