@@ -23,6 +23,12 @@ def eval_transform(input_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) 
     ])
 
 
+def tensor_transform(input_size: int) -> T.Compose:
+    """PIL image -> ``(3, S, S)`` tensor in [0, 1], not normalised (batch-level augmentation follows)."""
+    return T.Compose([T.Lambda(lambda image: image.convert("RGB")), T.Resize((input_size, input_size), antialias=True),
+                      T.ToTensor()])
+
+
 def train_transform(input_size: int = 224, flip: bool = True, erasing_p: float = 0.5,
                     erasing_scale: tuple[float, float] = (0.02, 0.1), mean=IMAGENET_MEAN, std=IMAGENET_STD) -> T.Compose:
     """The official training augmentation (flip, resize, normalise, RandomErasing)."""

@@ -59,6 +59,10 @@ class AugmentConfig:
     flip: bool = True
     erasing_p: float = 0.5
     erasing_scale: tuple[float, float] = (0.02, 0.1)
+    # Batch-level geometry, used with mesh priors (the same warp moves the cached mesh points):
+    rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
+    scale: tuple[float, float] = (1.0, 1.0)
+    shift: float = 0.0  # fraction of the crop, uniform in [-shift, shift] per axis
 
 
 @dataclass
@@ -71,6 +75,9 @@ class RunConfig:
     max_train_batches: int | None = None  # for smoke runs
     max_eval_batches: int | None = None
     threads: int | None = None
+    prior_cache: str = "~/.cache/orsanet/priors"  # face-mesh points of each dataset, computed once
+    max_minutes: float | None = None  # time budget: stop after the epoch that would overrun it
+    channels_last: bool = True
 
 
 @dataclass

@@ -27,23 +27,25 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def collect_predictions(model: torch.nn.Module, loader: DataLoader, device: torch.device,
                         max_batches: int | None = None, desc: str = "eval", amp_dtype=None, show: bool = True,
-                        occlusion_area: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                        occlusion_area: float = 0.0, seed: int = 0, prepare=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Float logits ``(N, C)`` and targets (``(N,)`` or soft ``(N, C)``) on the CPU.
 
     ``occlusion_area`` > 0 applies the paper's random black square (seeded, so repeatable).
+    ``prepare(batch, device) -> (images, priors, targets)`` unpacks batches that carry priors.
     """
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     all_logits, all_targets = [], []
     total = min(len(loader), max_batches or len(loader))
-    for step, (images, targets) in enumerate(tqdm(loader, total=total, desc=desc, leave=False, disable=not show)):
+    for step, batch in enumerate(tqdm(loader, total=total, desc=desc, leave=False, disable=not show)):
         if max_batches and step >= max_batches:
             break
+        images, priors, targets = prepare(batch, device) if prepare else (batch[0].to(device), {}, batch[1])
         images = occlude_square(images, occlusion_area, generator) if occlusion_area else images
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else torch.autocast(device.type, enabled=False):
-            logits = model(images.to(device, non_blocking=True)).logits
+            logits = model(images, **priors).logits
         all_logits.append(logits.float().cpu())
-        all_targets.append(targets)
+        all_targets.append(targets.cpu())
     return torch.cat(all_logits), torch.cat(all_targets)
 
 

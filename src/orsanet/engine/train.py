@@ -18,6 +18,7 @@ import math
 import os
 import random
 import signal
+import time
 from pathlib import Path
 
 import torch
@@ -31,7 +32,8 @@ from orsanet.engine.sam import SAM
 from orsanet.fileio import atomic_path, write_text_atomic
 from orsanet.losses import ORSANetObjective, soft_cross_entropy
 from orsanet.models import ORSANet, ORSANetConfig
-from orsanet.transforms import eval_transform, train_transform
+from orsanet.models.priors import MESH_SOURCES
+from orsanet.transforms import eval_transform, tensor_transform, train_transform
 
 log = logging.getLogger(__name__)
 STATE_FILE = "train_state.pt"
@@ -79,17 +81,24 @@ def hard_labels(dataset: Dataset, indices: list[int] | None = None) -> list[int]
     return labels
 
 
-def build_splits(config: TrainConfig, input_size: int):
-    """(train, valid, test-or-None) datasets with their transforms, and the label names."""
+def build_splits(config: TrainConfig, input_size: int, batch_augment: bool = False):
+    """(train, valid, test-or-None) datasets with their transforms.
+
+    ``batch_augment``: images come un-normalised and augmentation happens per batch (mesh priors).
+    ``data.subset`` restricts the test split only (subset lists name test images).
+    """
     from orsanet.data import open_dataset, stratified_split
 
     data, augment = config.data, config.augment
-    train_tf = train_transform(input_size, augment.flip, augment.erasing_p, tuple(augment.erasing_scale))
-    test_tf = eval_transform(input_size)
+    if batch_augment:
+        train_tf = test_tf = tensor_transform(input_size)
+    else:
+        train_tf = train_transform(input_size, augment.flip, augment.erasing_p, tuple(augment.erasing_scale))
+        test_tf = eval_transform(input_size)
 
-    def open_split(split, transform):
+    def open_split(split, transform, subset=None):
         return open_dataset(data.kind, data.root, split, label_mode=data.label_mode, transform=transform,
-                            subset=data.subset)
+                            subset=subset)
 
     train = open_split(data.train_split, train_tf)
     if data.valid_split:
@@ -100,15 +109,20 @@ def build_splits(config: TrainConfig, input_size: int):
         train = Subset(train, train_idx)
         log.info("validation: %d images carved (stratified, seed %d) from %s/%s", len(valid_idx), config.run.seed,
                  data.kind, data.train_split)
-    test = open_split(data.test_split, test_tf) if data.test_split else None
+    test = open_split(data.test_split, test_tf, data.subset) if data.test_split else None
     return train, valid, test
 
 
 def _base(dataset: Dataset) -> Dataset:
-    return dataset.dataset if isinstance(dataset, Subset) else dataset
+    """The FaceDataset under a Subset and/or MeshPriorDataset wrapper."""
+    while not hasattr(dataset, "samples"):
+        dataset = dataset.dataset
+    return dataset
 
 
 def _labels_of(dataset: Dataset) -> list[int]:
+    if not hasattr(dataset, "samples") and not isinstance(dataset, Subset):
+        dataset = dataset.dataset  # MeshPriorDataset
     if isinstance(dataset, Subset):
         return hard_labels(dataset.dataset, list(dataset.indices))
     return hard_labels(dataset)
@@ -149,14 +163,22 @@ class Trainer:
         torch.manual_seed(run.seed)
         random.seed(run.seed)
 
-        self.train_set, self.valid_set, self.test_set = build_splits(config, int(config.model.get("input_size", 224)))
-        self.label_names = list(_base(self.train_set).label_names)
         model_values = {k: v for k, v in config.model.items() if k != "init"}
+        model_config = ORSANetConfig(**{**model_values, "num_classes": model_values.get("num_classes", 7)})
+        uses_mesh = bool({model_config.landmark_source, model_config.parsing_source} & MESH_SOURCES) and (
+            model_config.use_ssgm or model_config.use_mcm)
+        self.train_set, self.valid_set, self.test_set = build_splits(config, model_config.input_size, uses_mesh)
+        self.label_names = list(_base(self.train_set).label_names)
         model_values["num_classes"] = len(self.label_names)
         self.model = ORSANet(ORSANetConfig(**model_values), self.label_names)
         if config.model.get("init"):
             self._load_init(config.model["init"])
         self.model.to(self.device)
+        if run.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.prepare_train = self.prepare_eval = None
+        if self.model.uses_mesh_priors:
+            self._attach_mesh_priors()
         self.objective = ORSANetObjective(config.loss.dare_weight, config.loss.smoothing_weight, config.loss.smoothing,
                                           config.loss.warmup_epochs, config.loss.dare_form, config.loss.use_dare)
         self.optimizer, self.scheduler, self.uses_sam = build_optimizer(self.model, config)
@@ -174,6 +196,37 @@ class Trainer:
         self.best = {"metric": run.select_metric, "value": -1.0, "epoch": 0}
         if resume:
             self._resume()
+
+    def _attach_mesh_priors(self) -> None:
+        """Wrap every split with its cached mesh points; augmentation moves to the batch level."""
+        from orsanet.engine.mesh_batches import MeshBatchAugment, MeshPriorDataset
+        from orsanet.priors import FaceMesh
+        from orsanet.priors.cache import cached_mesh_points
+
+        cache_dir = Path(self.config.run.prior_cache).expanduser()
+
+        def wrap(dataset):
+            if dataset is None:
+                return None
+            base = _base(dataset)
+            if self.dist.is_main:
+                points, presence = cached_mesh_points(base, cache_dir)
+            self.dist.barrier()
+            if not self.dist.is_main:
+                points, presence = cached_mesh_points(base, cache_dir, progress=False)
+            if isinstance(dataset, Subset):
+                index = torch.as_tensor(list(dataset.indices))
+                return MeshPriorDataset(dataset, points[index], presence[index])
+            return MeshPriorDataset(dataset, points, presence)
+
+        self.train_set, self.valid_set, self.test_set = map(wrap, (self.train_set, self.valid_set, self.test_set))
+        augment, preprocessing = self.config.augment, default_preprocessing(self.model.config.input_size)
+        flips = FaceMesh(batch_size=1).flip_permutation
+        common = dict(flip_permutation=flips, mean=preprocessing["mean"], std=preprocessing["std"])
+        self.prepare_train = MeshBatchAugment(**common, train=True, flip=augment.flip, rotation=augment.rotation,
+                                              scale=tuple(augment.scale), shift=augment.shift,
+                                              occluder_p=augment.erasing_p, occluder_area=tuple(augment.erasing_scale))
+        self.prepare_eval = MeshBatchAugment(**common, train=False)
 
     # ----------------------------------------------------------------- state
     def _load_init(self, path: str) -> None:
@@ -216,16 +269,16 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _loss(self, images, targets, epoch):
+    def _loss(self, images, priors, targets, epoch):
         with self._autocast():
-            logits = self.network(images).logits
+            logits = self.network(images, **priors).logits
         return self.objective(logits.float(), targets, epoch), logits.detach().float()
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
-    def _train_step(self, images, targets, epoch):
-        loss, logits = self._loss(images, targets, epoch)
+    def _train_step(self, images, priors, targets, epoch):
+        loss, logits = self._loss(images, priors, targets, epoch)
         self._backward(loss)
         if self.uses_sam:
             if self.scaler:  # unscale by hand: SAM needs the true gradient for its ascent step
@@ -234,7 +287,7 @@ class Trainer:
                     if p.grad is not None:
                         p.grad.mul_(inv)
             self.optimizer.first_step(zero_grad=True)
-            second_loss, _ = self._loss(images, targets, epoch)
+            second_loss, _ = self._loss(images, priors, targets, epoch)
             self._backward(second_loss)
             if self.scaler:
                 self.optimizer.restore()
@@ -267,17 +320,27 @@ class Trainer:
         total = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
         bar = tqdm(loader, total=min(len(loader), limit or len(loader)), desc=f"epoch {epoch} train",
                    disable=not self.dist.is_main, leave=False, dynamic_ncols=True)
-        for step, (images, targets) in enumerate(bar):
+        for step, batch in enumerate(bar):
             if limit and step >= limit:
                 break
-            images, targets = images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
-            loss, logits = self._train_step(images, targets, epoch)
+            images, priors, targets = self._prepare(batch, self.prepare_train)
+            loss, logits = self._train_step(images, priors, targets, epoch)
             hard = targets if targets.dim() == 1 else targets.argmax(1)
             total += torch.tensor([loss.item() * len(images), (logits.argmax(1) == hard).sum().item(), len(images)],
                                   dtype=torch.float64)
             bar.set_postfix(loss=f"{total[0] / total[2]:.4f}", acc=f"{total[1] / total[2]:.4f}")
         self.dist.all_reduce_sum(total)
         return {"train_loss": float(total[0] / total[2]), "train_accuracy": float(total[1] / total[2])}
+
+    def _prepare(self, batch, prepare):
+        """A loader batch -> (images on the device, prior keyword arguments, targets)."""
+        if prepare is not None:
+            images, priors, targets = prepare(batch, self.device)
+        else:
+            images, priors, targets = batch[0].to(self.device, non_blocking=True), {}, batch[1]
+        if self.config.run.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, priors, targets.to(self.device, non_blocking=True)
 
     @torch.no_grad()
     def evaluate_split(self, dataset, name: str) -> dict:
@@ -286,7 +349,8 @@ class Trainer:
 
         logits, targets = collect_predictions(self.model, self._loader(dataset), self.device,
                                               self.config.run.max_eval_batches, desc=f"{name}",
-                                              amp_dtype=self.amp_dtype, show=self.dist.is_main)
+                                              amp_dtype=self.amp_dtype, show=self.dist.is_main,
+                                              prepare=lambda batch, device: self._prepare(batch, self.prepare_eval))
         metrics = ClassificationMetrics(self.label_names)
         metrics.update(logits, targets.argmax(1) if targets.dim() > 1 else targets)
         report = metrics.report()
@@ -296,11 +360,15 @@ class Trainer:
     # ----------------------------------------------------------------- loop
     def fit(self) -> dict:
         config = self.config
+        spent = self.history[-1].get("minutes", 0.0) if self.history else 0.0
         for epoch in range(self.start_epoch, config.optim.epochs + 1):
+            started = time.monotonic()
             row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **self.train_epoch(epoch)}
             valid = self.evaluate_split(self.valid_set, f"epoch {epoch} valid")
             row.update({f"valid_{key}": valid[key] for key in ("loss", "accuracy", "mean_class_accuracy", "macro_f1")})
             self.scheduler.step()
+            spent += (time.monotonic() - started) / 60
+            row["minutes"] = round(spent, 2)
             self.history.append(row)
             improved = valid[config.run.select_metric] > self.best["value"]
             if improved:
@@ -314,6 +382,10 @@ class Trainer:
                      " (best)" if improved else "")
             if os.environ.get("ORSANET_KILL_AFTER_EPOCH") == str(epoch):  # tests: simulate a killed run
                 os.kill(os.getpid(), signal.SIGKILL)
+            if config.run.max_minutes and spent + spent / epoch > config.run.max_minutes and epoch < config.optim.epochs:
+                log.info("stopping after epoch %d: the next epoch would overrun the %.0f-minute budget (%.1f spent)",
+                         epoch, config.run.max_minutes, spent)
+                break
         return self._final_test()
 
     def _metadata(self, valid: dict, epoch: int) -> dict:

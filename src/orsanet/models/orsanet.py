@@ -20,10 +20,10 @@ from torch import nn
 
 from orsanet.models.image_backbone import IMAGE_BACKBONES
 from orsanet.models.mcm import MCM
-from orsanet.models.priors import LANDMARK_SOURCES, PARSING_SOURCES
+from orsanet.models.priors import LANDMARK_SOURCES, MESH_SOURCES, PARSING_SOURCES
 from orsanet.models.ssgm import SSGM
 
-MCM_DEPTHS = {"small": 4, "base": 6, "large": 8}
+MCM_DEPTHS = {"tiny": 2, "small": 4, "base": 6, "large": 8}
 
 
 @dataclass
@@ -103,7 +103,7 @@ class ORSANet(nn.Module):
         self.image_backbone = IMAGE_BACKBONES[config.image_backbone](config.dim)
         # Priors are built only where a module reads them.
         self.parsing_source = PARSING_SOURCES[config.parsing_source](config.dim) if config.use_ssgm else None
-        self.ssgm = SSGM(config.dim, config.dim) if config.use_ssgm else None
+        self.ssgm = SSGM(config.dim, config.dim, hidden=min(128, config.dim // 2)) if config.use_ssgm else None
         self.landmark_source = LANDMARK_SOURCES[config.landmark_source](config.dim) if config.use_mcm else None
         self.mcm = (
             MCM(config.dim, config.depth, num_tokens=49, num_heads=config.num_heads, mlp_ratio=config.mlp_ratio,
@@ -113,10 +113,30 @@ class ORSANet(nn.Module):
         )
         self.se_gate = SEGate(config.dim)
         self.head = nn.Linear(config.dim, config.num_classes)
+        self._mesh_extractor = None  # built on first use, kept out of the state dict
+
+    @property
+    def uses_mesh_priors(self) -> bool:
+        """True when the priors come from the face mesh (pass them precomputed, or the model fits the mesh)."""
+        return bool({name for role, name in (("landmarks", self.config.landmark_source),
+                                            ("parsing", self.config.parsing_source))
+                     if role in self.prior_sources()} & MESH_SOURCES)
+
+    def mesh_priors(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fit the face mesh on normalised crops -> (landmark prior, parsing prior); see ``mesh_priors``."""
+        if self._mesh_extractor is None:
+            from orsanet.models.mesh_priors import MeshPriorExtractor
+
+            self._mesh_extractor = MeshPriorExtractor()
+        return self._mesh_extractor(images)
 
     def forward(self, images: torch.Tensor, landmark_prior: torch.Tensor | None = None,
                 parsing_prior: torch.Tensor | None = None) -> ORSANetOutput:
         """images ``(B, 3, S, S)``; optional precomputed raw priors (see ``orsanet.models.priors``)."""
+        if self.uses_mesh_priors and (landmark_prior is None or parsing_prior is None):
+            fitted_landmarks, fitted_parsing = self.mesh_priors(images)
+            landmark_prior = fitted_landmarks if landmark_prior is None else landmark_prior
+            parsing_prior = fitted_parsing if parsing_prior is None else parsing_prior
         grid = self.image_backbone(images)  # (B, D, 7, 7)
         if self.ssgm is not None:
             grid = self.ssgm(grid, self.parsing_source(images, parsing_prior))
@@ -132,3 +152,12 @@ class ORSANet(nn.Module):
         """The prior sources this configuration uses, by role."""
         sources = {"landmarks": self.landmark_source, "parsing": self.parsing_source}
         return {role: source for role, source in sources.items() if source is not None}
+
+
+def compact_config(num_classes: int = 8, **overrides) -> ORSANetConfig:
+    """The CPU configuration of the default model: 56-px crops, compact residual backbone, mesh priors,
+    SSGM and a two-block MCM of width 192 (see docs/model-card.md for its measured speed and accuracy)."""
+    values = dict(num_classes=num_classes, size="tiny", image_backbone="resnet_compact", landmark_source="mesh_heatmaps",
+                  parsing_source="mesh_parsing", dim=192, num_heads=4, mlp_ratio=2.0, drop_path=0.05, input_size=56)
+    values.update(overrides)
+    return ORSANetConfig(**values)

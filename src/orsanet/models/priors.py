@@ -94,5 +94,21 @@ def swin_parsing_source(out_channels: int = 512) -> PriorSource:
     return PriorSource(SwinParserEncoder(), nn.Conv2d(SwinParserEncoder.out_channels, out_channels, 1))
 
 
-LANDMARK_SOURCES = {"mobilefacenet": mobilefacenet_landmark_source}
-PARSING_SOURCES = {"swin_b": swin_parsing_source}
+def mesh_landmark_source(out_channels: int) -> PriorSource:
+    """Offline landmarks: face-mesh points -> part heatmaps -> trainable conv encoder -> 49 tokens."""
+    from orsanet.models.mesh_priors import LandmarkHeatmapEncoder
+
+    return PriorSource(None, LandmarkHeatmapEncoder(out_channels))
+
+
+def mesh_parsing_source(out_channels: int) -> PriorSource:
+    """Offline parsing: the soft 11-class map drawn from the mesh -> trainable conv encoder (7x7)."""
+    from orsanet.models.mesh_priors import conv_encoder
+    from orsanet.priors.parsing_map import NUM_CLASSES
+
+    return PriorSource(None, conv_encoder(NUM_CLASSES, out_channels))
+
+
+LANDMARK_SOURCES = {"mobilefacenet": mobilefacenet_landmark_source, "mesh_heatmaps": mesh_landmark_source}
+PARSING_SOURCES = {"swin_b": swin_parsing_source, "mesh_parsing": mesh_parsing_source}
+MESH_SOURCES = frozenset({"mesh_heatmaps", "mesh_parsing"})  # raw priors come from the face mesh
