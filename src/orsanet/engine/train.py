@@ -394,6 +394,8 @@ class Trainer:
 
     def _write_epoch(self, epoch: int, valid: dict, improved: bool) -> None:
         preprocessing = default_preprocessing(self.model.config.input_size)
+        if self.config.data.kind in ("ferplus", "fer2013"):
+            preprocessing["color"] = "gray"  # grey faces: predict greys photos the same way
         provenance = {"dataset": self.config.data.kind, "train_split": self.config.data.train_split,
                       "label_mode": self.config.data.label_mode, "recipe": self.config.optim.recipe}
         save_model(self.output / "last.safetensors", self.model, self.label_names, preprocessing,

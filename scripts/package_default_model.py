@@ -1,0 +1,54 @@
+"""Put a trained run's best model into the package as ``orsanet/weights/default.safetensors``.
+
+    python scripts/package_default_model.py RUN_DIR [--eval-report REPORT.json] [--note TEXT]
+
+The weights are copied unchanged; the metadata gains what a user of the packaged model needs:
+grey input (FERPlus faces are grey), the run's validation and test figures, the evaluation
+report of ``orsanet eval`` (e.g. under occlusion) and the training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from orsanet.checkpoint import DEFAULT_MODEL_PATH, load_model, read_metadata, save_model
+
+KEEP = ("accuracy", "mean_class_accuracy", "macro_f1", "ece", "num_images")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--eval-report", type=Path, help="JSON written by 'orsanet eval ... --json'")
+    parser.add_argument("--color", default="gray", choices=["gray", "rgb"])
+    parser.add_argument("--destination", type=Path, default=DEFAULT_MODEL_PATH)
+    args = parser.parse_args()
+
+    best = args.run_dir / "best.safetensors"
+    metadata = read_metadata(best)
+    model = load_model(best)
+    history = [json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = dict(metadata.metrics)
+    test_report = args.run_dir / "test_report.json"
+    if test_report.is_file():
+        report = json.loads(test_report.read_text())
+        metrics["test"] = {key: report[key] for key in KEEP if key in report}
+    if args.eval_report:
+        report = json.loads(args.eval_report.read_text())
+        metrics["eval"] = {key: report[key] for key in KEEP if key in report}
+        metrics["eval"]["occlusion"] = {
+            area: {key: figures[key] for key in KEEP if key in figures}
+            for area, figures in report.get("occlusion", {}).items()}
+    provenance = {**metadata.provenance, "training_minutes": history[-1].get("minutes"),
+                  "epochs_run": len(history), "run_dir": args.run_dir.name}
+    preprocessing = {**metadata.preprocessing, "color": args.color}
+    args.destination.parent.mkdir(parents=True, exist_ok=True)
+    save_model(args.destination, model, metadata.label_names, preprocessing, metrics, provenance)
+    size_mb = args.destination.stat().st_size / 1e6
+    print(f"{args.destination}: {size_mb:.1f} MB, labels {metadata.label_names}, metrics {json.dumps(metrics)}")
+
+
+if __name__ == "__main__":
+    main()
