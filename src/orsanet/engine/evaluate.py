@@ -154,8 +154,10 @@ def evaluate(model_path: str, data_root: str, kind: str = "folder", split: str =
         "label_protocol": protocol.to_dict(), "orsanet_commit": source_commit(),
     })
     if occlusion:
-        report["occlusion"] = {f"{area:g}": {k: run(area)[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
-                               for area in occlusion}
+        report["occlusion"] = {}
+        for area in occlusion:
+            occluded = run(area)
+            report["occlusion"][f"{area:g}"] = {k: occluded[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
     if json_out:
         out = Path(json_out)
         write_text_atomic(out, json.dumps(report, indent=2))
