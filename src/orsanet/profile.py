@@ -106,7 +106,22 @@ def profile_model(model: ORSANet, input_size: int | None = None) -> ModelProfile
             rows[component].used += parameter.numel() if id(parameter) in recorder.seen else 0
     for name, prefixes in COMPONENTS:
         rows[name].macs = sum(flops.get(prefix, 0) for prefix in prefixes) // 2
+    if model.uses_mesh_priors:
+        rows["face mesh (frozen, shipped)"] = _face_mesh_profile()
     return ModelProfile([row for row in rows.values() if row.parameters or row.macs], input_size)
+
+
+def _face_mesh_profile() -> ComponentProfile:
+    """The face-mesh network that mesh-prior models run outside their checkpoint: two passes per
+    face (a fit, then a re-crop from it) on 192-px crops."""
+    from orsanet.priors.face_mesh import INPUT_SIZE, FaceMesh
+
+    mesh = FaceMesh()
+    counter = FlopCounterMode(display=False, depth=None)
+    with torch.no_grad(), counter:
+        mesh(torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE))
+    count = sum(p.numel() for p in mesh.parameters())
+    return ComponentProfile("face mesh (frozen, shipped)", count, 0, count, counter.get_total_flops())
 
 
 def official_layout_extra_trainable(model: ORSANet) -> int:
