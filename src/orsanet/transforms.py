@@ -13,10 +13,15 @@ from torchvision import transforms as T
 from orsanet.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 
 
-def eval_transform(input_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> T.Compose:
+def to_model_colour(image, color: str = "rgb"):
+    """PIL image -> RGB; ``color="gray"`` (models trained on grey faces) drops the colour first."""
+    return image.convert("L").convert("RGB") if color == "gray" else image.convert("RGB")
+
+
+def eval_transform(input_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, color: str = "rgb") -> T.Compose:
     """PIL image (any mode) -> normalised ``(3, S, S)`` tensor."""
     return T.Compose([
-        T.Lambda(lambda image: image.convert("RGB")),
+        T.Lambda(lambda image: to_model_colour(image, color)),
         T.Resize((input_size, input_size), antialias=True),
         T.ToTensor(),
         T.Normalize(mean, std),

@@ -131,7 +131,8 @@ def evaluate(model_path: str, data_root: str, kind: str = "folder", split: str =
     model = load_model(path, device)
     dataset = open_dataset(kind, data_root, split, label_mode=label_mode, subset=subset,
                            transform=eval_transform(metadata.preprocessing.get("input_size", 224),
-                                                    metadata.preprocessing["mean"], metadata.preprocessing["std"]))
+                                                    metadata.preprocessing["mean"], metadata.preprocessing["std"],
+                                                    metadata.preprocessing.get("color", "rgb")))
     protocol = label_protocol(metadata.label_names, dataset.label_names, f"{data_root} ({split})")
     indices = [i for i, (_, target) in enumerate(dataset.samples) if int(target) in protocol.index_map]
     mapped = MappedTargets(dataset, indices, protocol.index_map)
