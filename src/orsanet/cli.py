@@ -114,6 +114,73 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_rows(rows, labels: list[str], json_path: str | None, csv_path: str | None) -> None:
+    """One row per face (or per unreadable / faceless input) as JSON and/or CSV, written atomically."""
+    import csv
+    import dataclasses
+    import io
+
+    from orsanet.fileio import write_text_atomic
+
+    records = [dataclasses.asdict(row) for row in rows]
+    if json_path:
+        write_text_atomic(json_path, json.dumps({"labels": labels, "faces": records}, indent=2))
+    if csv_path:
+        buffer = io.StringIO()
+        columns = ["file", "frame", "face", "x0", "y0", "x1", "y1", "expression", "confidence",
+                   *[f"p_{name}" for name in labels], "prior_valid", "error"]
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            box = dict(zip(("x0", "y0", "x1", "y1"), row.box or [None] * 4))
+            writer.writerow({"file": row.file, "frame": row.frame, "face": row.face, **box,
+                             "expression": row.expression, "confidence": row.confidence,
+                             **{f"p_{name}": row.probabilities.get(name) for name in labels},
+                             "prior_valid": row.prior_valid, "error": row.error})
+        write_text_atomic(csv_path, buffer.getvalue())
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orsanet.fileio import atomic_path
+    from orsanet.predict import FacePredictor, predict_paths
+
+    if args.every < 1:
+        raise UsageError(f"--every must be at least 1, got {args.every}")
+    predictor = FacePredictor(args.model, args.device, args.min_confidence)
+    draw = None
+    if args.save_vis:
+        from orsanet.visualize import annotate
+
+        out_dir = Path(args.save_vis)
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+        def draw(image, analyses, path, frame):
+            name = path.stem + (f"_frame{frame:06d}" if frame is not None else "") + ".png"
+            with atomic_path(out_dir / name) as temporary:
+                annotate(image, analyses, predictor.labels).save(temporary, format="PNG")
+
+    rows, readable = predict_paths(predictor, args.paths, args.every, on_image=draw)
+    _write_rows(rows, predictor.labels, args.json, args.csv)
+    print(f"{'file':40s} {'frame':>5s} {'face':>4s}  {'expression':12s} {'prob':>5s}  box")
+    for row in rows:
+        name = row.file if len(row.file) <= 40 else "…" + row.file[-39:]
+        frame = "" if row.frame is None else str(row.frame)
+        if row.error:
+            print(f"{name:40s} {frame:>5s} {'-':>4s}  {row.error}")
+        else:
+            box = ",".join(f"{v:.0f}" for v in row.box)
+            print(f"{name:40s} {frame:>5s} {row.face:>4d}  {row.expression:12s} {row.confidence:5.2f}  {box}"
+                  + ("" if row.prior_valid else "  (no mesh fit)"))
+    faces = sum(1 for row in rows if row.error is None)
+    log.info("%d faces in %d readable images/frames", faces, readable)
+    if readable == 0:
+        print("orsanet: error: nothing could be read", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orsanet", description="Occlusion-robust facial expression recognition")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -164,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--json", help="write the report here (and a confusion-matrix PNG beside it)")
     evaluate.set_defaults(handler=cmd_eval)
+
+    predict = commands.add_parser("predict", help="expression of every face in images, folders and videos")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or videos")
+    predict.add_argument("--model", default="default", help="model file, or 'default' (the packaged model)")
+    predict.add_argument("--every", type=int, default=10, help="videos: classify every N-th frame (default 10)")
+    predict.add_argument("--json", help="write one row per face to this JSON file")
+    predict.add_argument("--csv", help="write one row per face to this CSV file")
+    predict.add_argument("--save-vis", metavar="DIR", help="write annotated images here")
+    predict.add_argument("--min-confidence", type=float, default=0.5, help="face detector threshold")
+    predict.add_argument("--device", default="cpu")
+    predict.set_defaults(handler=cmd_predict)
 
     info = commands.add_parser("info", help="show a model file's metadata (config, labels, metrics)")
     info.add_argument("model", help="model file, or 'default'")

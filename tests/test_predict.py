@@ -1,0 +1,133 @@
+"""``orsanet predict`` end to end: the example photos, a folder with a corrupt file, a faceless
+image, a two-face image and a video; priors on the example photo and their flip consistency."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from orsanet.checkpoint import DEFAULT_MODEL_PATH, default_preprocessing, save_model
+from orsanet.cli import main
+from orsanet.labels import dataset_label_names
+from orsanet.models import ORSANet, compact_config
+from orsanet.models.mesh_priors import mesh_raw_priors
+from orsanet.priors import FaceDetector, FaceMesh, flip_parsing_map, roi_from_detection
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ASTRONAUT = EXAMPLES / "astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random compact mesh-prior model (FERPlus labels, grey 56-px input)."""
+    torch.manual_seed(0)
+    labels = dataset_label_names("ferplus")
+    model = ORSANet(compact_config(len(labels), dim=32, num_heads=4), labels)
+    preprocessing = {**default_preprocessing(56), "color": "gray"}
+    return save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", model, labels, preprocessing)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return np.asarray(Image.open(ASTRONAUT).convert("RGB"))
+
+
+def test_priors_on_the_example_photo_and_its_mirror(astronaut):
+    detector, mesh = FaceDetector(), FaceMesh()
+    mirrored = np.ascontiguousarray(astronaut[:, ::-1])
+    faces, faces_m = detector.detect([astronaut, mirrored])
+    assert len(faces) == 1 and len(faces_m) == 1 and faces[0].score > 0.8
+    fit = mesh.fit([astronaut, mirrored], torch.stack([roi_from_detection(faces[0]), roi_from_detection(faces_m[0])]))
+    assert fit.found().all()
+    width = astronaut.shape[1]
+    # the mesh of the mirrored photo is the mirrored mesh (to a pixel or two on a ~95 px face)
+    error = (mesh.flip_points(fit.landmarks[0, :, :2], width) - fit.landmarks[1, :, :2]).norm(dim=-1)
+    assert error.median() < 1.5
+    # ... and so is the parsing prior drawn from it, on the mirrored crop
+    x0, y0, x1, y1 = faces[0].box
+    side = x1 - x0
+    points01 = (fit.landmarks[0, :, :2] - torch.tensor([x0, y0])) / side
+    points01_m = (fit.landmarks[1, :, :2] - torch.tensor([width - x1, y0])) / side
+    _, parsing = mesh_raw_priors(torch.stack([points01, points01_m]), torch.ones(2, dtype=torch.bool))
+    assert (flip_parsing_map(parsing[:1]) - parsing[1:]).abs().mean() < 0.03
+    assert parsing[0, 1:].sum() > 100  # a face was drawn
+
+
+def run_predict(args: list[str], capsys) -> tuple[int, str]:
+    code = main(["predict", *args])
+    return code, capsys.readouterr().out
+
+
+def test_predict_on_the_examples_writes_rows_and_pictures(tiny_model, tmp_path, capsys):
+    out_json, out_csv, vis = tmp_path / "p.json", tmp_path / "p.csv", tmp_path / "vis"
+    code, table = run_predict([str(EXAMPLES), "--model", str(tiny_model), "--json", str(out_json),
+                               "--csv", str(out_csv), "--save-vis", str(vis)], capsys)
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    faces = report["faces"]
+    assert sorted(Path(f["file"]).name for f in faces) == ["astronaut.jpg", "astronaut_masked.jpg"]
+    for face in faces:
+        assert face["error"] is None and face["prior_valid"] is True and len(face["box"]) == 4
+        assert set(face["probabilities"]) == set(report["labels"])
+        assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert face["expression"] == max(face["probabilities"], key=face["probabilities"].get)
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 2 and "p_contempt" in rows[0]
+    assert sorted(p.name for p in vis.iterdir()) == ["astronaut.png", "astronaut_masked.png"]
+    assert Image.open(vis / "astronaut.png").height > 512  # the photo plus a face panel
+    assert "astronaut_masked.jpg" in table
+
+
+def write_video(path: Path, frames: list[np.ndarray]) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for pixels in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_predict_folder_with_corrupt_faceless_two_face_images_and_a_video(tiny_model, astronaut, tmp_path, capsys):
+    folder = tmp_path / "inputs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    Image.new("RGB", (200, 150), (120, 130, 140)).save(folder / "flat.png")
+    face = astronaut[40:260, 120:330]  # one face with margin
+    Image.fromarray(np.concatenate([face, face[:, ::-1]], axis=1)).save(folder / "sub" / "two.jpg")
+    write_video(folder / "clip.mp4", [np.ascontiguousarray(face[:208, :208])] * 7)
+    out_json = tmp_path / "p.json"
+    code, _ = run_predict([str(folder), "--model", str(tiny_model), "--json", str(out_json), "--every", "3"], capsys)
+    assert code == 0
+    rows = json.loads(out_json.read_text())["faces"]
+    by_file = {}
+    for row in rows:
+        by_file.setdefault(Path(row["file"]).name, []).append(row)
+    assert by_file["corrupt.png"][0]["error"].startswith("unreadable")
+    assert by_file["flat.png"] == [{**by_file["flat.png"][0], "error": "no face found", "face": None}]
+    two = by_file["two.jpg"]
+    assert len(two) == 2 and all(r["error"] is None for r in two)
+    assert abs(two[0]["box"][0] - two[1]["box"][0]) > 100  # two different faces
+    assert [r["frame"] for r in by_file["clip.mp4"]] == [0, 3, 6]
+
+
+def test_predict_exit_codes(tiny_model, tmp_path, capsys):
+    (tmp_path / "bad.jpg").write_bytes(b"nothing")
+    code, _ = run_predict([str(tmp_path / "bad.jpg"), str(tmp_path / "missing.png"), "--model", str(tiny_model)],
+                          capsys)
+    assert code == 1  # nothing could be read
+    assert main(["predict", str(ASTRONAUT), "--model", str(tiny_model), "--every", "0"]) == 2
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="default model not packaged")
+def test_default_model_predicts_the_examples(capsys):
+    code, table = run_predict([str(EXAMPLES)], capsys)
+    assert code == 0 and "astronaut.jpg" in table
