@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate a model file on a dataset split")
     evaluate.add_argument("model", help="model file, or 'default'")
     evaluate.add_argument("data", help="dataset root")
-    evaluate.add_argument("--kind", default="folder", help="dataset kind: ferplus or folder")
+    evaluate.add_argument("--kind", default="folder",
+                          help="dataset kind: ferplus, fer2013, rafdb, affectnet7, affectnet8, folder or auto")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--subset", help="text file of image names (name [label [condition]])")
     evaluate.add_argument("--label-mode", default="majority", help="FERPlus: majority or argmax")
