@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from orsanet.checkpoint import read_metadata, resolve_model_path
+from orsanet.labels import LabelError
 from orsanet.transforms import occlude_square
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def label_protocol(model_labels: list[str], data_labels: list[str], source: str)
     model_index = {name: i for i, name in enumerate(model_labels)}
     index_map = {d: model_index[name] for d, name in enumerate(data_labels) if name in model_index}
     if not index_map:
-        raise ValueError(f"{source}: none of the data's labels {data_labels} is a label of the model {model_labels}")
+        raise LabelError(f"{source}: none of the data's labels {data_labels} is a label of the model {model_labels}")
     unmapped = [name for name in data_labels if name not in model_index]
     model_only = [name for name in model_labels if name not in data_labels]
     for what, names in (("data labels the model does not know (images left out)", unmapped),
@@ -152,7 +153,8 @@ def evaluate(model_path: str, data_root: str, kind: str = "folder", split: str =
         "model": str(path), "checkpoint_sha256": file_sha256(path), "config": metadata.config.to_dict(),
         "dataset": {"kind": kind, "root": str(data_root), "split": split, "label_mode": label_mode,
                     "subset": subset, "images_in_split": len(dataset), "unreadable_images": list(dataset.skipped)},
-        "label_protocol": protocol.to_dict(), "orsanet_commit": source_commit(),
+        "label_protocol": {**protocol.to_dict(), "left_out_images": len(dataset) - len(indices)},
+        "orsanet_commit": source_commit(),
     })
     if occlusion:
         report["occlusion"] = {}

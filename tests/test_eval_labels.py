@@ -1,0 +1,68 @@
+"""Evaluation across label spaces: a RAF-DB-ordered model on data with another order and an
+extra class is mapped by name; the unmappable class is left out and reported; the result does
+not depend on the order in which the model stores its classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from orsanet.checkpoint import save_model
+from orsanet.engine.evaluate import evaluate
+from orsanet.labels import dataset_label_names
+from orsanet.models import ORSANet, ORSANetConfig
+
+DATA_CLASSES = {"happiness": 4, "neutral": 3, "contempt": 2}  # class folder -> images
+
+
+def make_tree(root: Path) -> Path:
+    generator = torch.Generator().manual_seed(0)
+    for name, count in DATA_CLASSES.items():
+        (root / "test" / name).mkdir(parents=True)
+        for i in range(count):
+            pixels = (torch.rand(40, 40, 3, generator=generator) * 255).to(torch.uint8)
+            Image.fromarray(pixels.numpy()).save(root / "test" / name / f"{name}_{i}.png")
+    return root
+
+
+def tiny_model(labels: list[str]) -> ORSANet:
+    torch.manual_seed(0)
+    config = ORSANetConfig(num_classes=len(labels), image_backbone="ir18", size="small", dim=64, num_heads=4,
+                           use_ssgm=False, use_mcm=False, input_size=112)
+    return ORSANet(config, labels)
+
+
+def test_model_labels_are_mapped_by_name_and_unknown_classes_reported(tmp_path):
+    root = make_tree(tmp_path / "data")
+    rafdb = dataset_label_names("rafdb")  # surprise, fear, disgust, happiness, sadness, anger, neutral
+    model = tiny_model(rafdb)
+    path = save_model(tmp_path / "rafdb.safetensors", model, rafdb)
+    report = evaluate(str(path), str(root), "folder", "test", num_workers=0)
+    protocol = report["label_protocol"]
+    assert protocol["left_out_data_labels"] == ["contempt"] and protocol["left_out_images"] == 2
+    assert protocol["mapping"] == {"happiness": "happiness", "neutral": "neutral"}
+    assert report["num_images"] == 7
+
+    # the same network with its classes stored in another order gives the same evaluation
+    order = list(reversed(range(len(rafdb))))
+    permuted = tiny_model([rafdb[i] for i in order])
+    permuted.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        permuted.head.weight.copy_(model.head.weight[order])
+        permuted.head.bias.copy_(model.head.bias[order])
+    other = save_model(tmp_path / "reversed.safetensors", permuted)
+    again = evaluate(str(other), str(root), "folder", "test", num_workers=0)
+    assert again["accuracy"] == pytest.approx(report["accuracy"])
+    assert again["mean_class_accuracy"] == pytest.approx(report["mean_class_accuracy"])
+
+
+def test_evaluation_refuses_data_whose_labels_cannot_be_mapped(tmp_path):
+    root = tmp_path / "data"
+    (root / "test" / "contempt").mkdir(parents=True)
+    Image.new("RGB", (40, 40)).save(root / "test" / "contempt" / "a.png")
+    path = save_model(tmp_path / "rafdb.safetensors", tiny_model(dataset_label_names("rafdb")))
+    with pytest.raises(ValueError, match="none of the data's labels"):
+        evaluate(str(path), str(root), "folder", "test", num_workers=0)
