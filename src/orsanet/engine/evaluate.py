@@ -134,6 +134,7 @@ def evaluate(model_path: str, data_root: str, kind: str = "folder", split: str =
                            transform=eval_transform(metadata.preprocessing.get("input_size", 224),
                                                     metadata.preprocessing["mean"], metadata.preprocessing["std"],
                                                     metadata.preprocessing.get("color", "rgb")))
+    dataset.scan_images()  # unreadable images are left out (and listed), never replaced by others
     protocol = label_protocol(metadata.label_names, dataset.label_names, f"{data_root} ({split})")
     indices = [i for i, (_, target) in enumerate(dataset.samples) if int(target) in protocol.index_map]
     mapped = MappedTargets(dataset, indices, protocol.index_map)

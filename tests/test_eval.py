@@ -66,3 +66,23 @@ def test_evaluation_refuses_data_whose_labels_cannot_be_mapped(tmp_path):
     path = save_model(tmp_path / "rafdb.safetensors", tiny_model(dataset_label_names("rafdb")))
     with pytest.raises(ValueError, match="none of the data's labels"):
         evaluate(str(path), str(root), "folder", "test", num_workers=0)
+
+
+def test_eval_subset_groups_results_by_condition_and_reports_corrupt_images(tmp_path, capsys):
+    import json
+
+    from orsanet.cli import main
+
+    root = make_tree(tmp_path / "data")
+    (root / "test" / "neutral" / "broken.png").write_bytes(b"not an image")
+    subset = tmp_path / "occlusion.txt"
+    subset.write_text("happiness/happiness_0.png happiness mask\nhappiness/happiness_1.png - mask\n"
+                      "neutral/neutral_0.png neutral glasses\nneutral/broken.png - glasses\n")
+    path = save_model(tmp_path / "m.safetensors", tiny_model(dataset_label_names("ferplus")))
+    out = tmp_path / "report.json"
+    assert main(["eval", str(path), str(root), "--split", "test", "--subset", str(subset), "--json", str(out),
+                 "--workers", "0"]) == 0
+    report = json.loads(out.read_text())
+    assert report["num_images"] == 3  # the broken image is left out, not replaced
+    assert {name: group["num_images"] for name, group in report["per_condition"].items()} == {"mask": 2, "glasses": 1}
+    assert any("broken.png" in name for name in report["dataset"]["unreadable_images"])
