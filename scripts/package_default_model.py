@@ -1,6 +1,6 @@
 """Put a trained run's best model into the package as ``orsanet/weights/default.safetensors``.
 
-    python scripts/package_default_model.py RUN_DIR [--eval-report REPORT.json] [--note TEXT]
+    python scripts/package_default_model.py RUN_DIR [--eval-report REPORT.json] [--earlier-run DIR]
 
 The weights are copied unchanged; the metadata gains what a user of the packaged model needs:
 grey input (FERPlus faces are grey), the run's validation and test figures, the evaluation
@@ -22,6 +22,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--eval-report", type=Path, help="JSON written by 'orsanet eval ... --json'")
+    parser.add_argument("--earlier-run", type=Path, action="append", default=[],
+                        help="a run this one started from (model.init): its training time is added")
     parser.add_argument("--color", default="gray", choices=["gray", "rgb"])
     parser.add_argument("--destination", type=Path, default=DEFAULT_MODEL_PATH)
     args = parser.parse_args()
@@ -41,8 +43,12 @@ def main() -> None:
         metrics["eval"]["occlusion"] = {
             area: {key: figures[key] for key in KEEP if key in figures}
             for area, figures in report.get("occlusion", {}).items()}
-    provenance = {**metadata.provenance, "training_minutes": history[-1].get("minutes"),
-                  "epochs_run": len(history), "run_dir": args.run_dir.name}
+    earlier = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+               for run in args.earlier_run]
+    minutes = history[-1].get("minutes", 0.0) + sum(rows[-1].get("minutes", 0.0) for rows in earlier)
+    provenance = {**metadata.provenance, "training_minutes": round(minutes, 2),
+                  "epochs_run": len(history) + sum(len(rows) for rows in earlier),
+                  "runs": [run.name for run in args.earlier_run] + [args.run_dir.name]}
     preprocessing = {**metadata.preprocessing, "color": args.color}
     args.destination.parent.mkdir(parents=True, exist_ok=True)
     save_model(args.destination, model, metadata.label_names, preprocessing, metrics, provenance)

@@ -63,6 +63,7 @@ class AugmentConfig:
     rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
     scale: tuple[float, float] = (1.0, 1.0)
     shift: float = 0.0  # fraction of the crop, uniform in [-shift, shift] per axis
+    prior_dropout: float = 0.0  # mesh priors: treat this fraction of faces as unfitted (the mesh fails under occlusion)
 
 
 @dataclass

@@ -7,6 +7,8 @@ runs on whole batches, so that the one random warp moves both the pixels and the
 2. rotation / scale / shift: one affine warp for the image (``grid_sample``) and the points;
 3. occluder: a box of random colour pasted on the image; both priors are blanked inside it,
    since a mesh fitted to an occluded face would describe what it cannot see;
+4. prior dropout: a fraction of faces get the "no mesh fitted" priors, as happens at test time
+   when an occluder makes the mesh fail;
 
 then the priors are drawn from the points (``mesh_raw_priors``) and the image is normalised.
 """
@@ -49,12 +51,13 @@ class MeshBatchAugment:
 
     def __init__(self, flip_permutation: torch.Tensor, mean, std, *, train: bool, flip: bool = True,
                  rotation: float = 0.0, scale: tuple[float, float] = (1.0, 1.0), shift: float = 0.0,
-                 occluder_p: float = 0.0, occluder_area: tuple[float, float] = (0.02, 0.1)) -> None:
+                 occluder_p: float = 0.0, occluder_area: tuple[float, float] = (0.02, 0.1),
+                 prior_dropout: float = 0.0) -> None:
         self.flip_permutation = flip_permutation
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
         self.train, self.flip, self.rotation, self.scale, self.shift = train, flip, rotation, tuple(scale), shift
-        self.occluder_p, self.occluder_area = occluder_p, tuple(occluder_area)
+        self.occluder_p, self.occluder_area, self.prior_dropout = occluder_p, tuple(occluder_area), prior_dropout
 
     def __call__(self, batch, device: torch.device):
         images, points, valid, targets = (t.to(device, non_blocking=True) for t in batch)
@@ -67,6 +70,8 @@ class MeshBatchAugment:
                 images, points = self._warp(images, points)
             if self.occluder_p > 0:
                 images, occluders = self._occlude(images)
+            if self.prior_dropout > 0:  # as when the mesh cannot fit a (heavily occluded) face
+                valid = valid & (torch.rand(len(valid), device=valid.device) >= self.prior_dropout)
         landmark_prior, parsing_prior = mesh_raw_priors(points, valid, occluders)
         images = (images - self.mean.to(device)) / self.std.to(device)
         return images, {"landmark_prior": landmark_prior, "parsing_prior": parsing_prior}, targets

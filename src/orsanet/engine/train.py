@@ -225,7 +225,8 @@ class Trainer:
         common = dict(flip_permutation=flips, mean=preprocessing["mean"], std=preprocessing["std"])
         self.prepare_train = MeshBatchAugment(**common, train=True, flip=augment.flip, rotation=augment.rotation,
                                               scale=tuple(augment.scale), shift=augment.shift,
-                                              occluder_p=augment.erasing_p, occluder_area=tuple(augment.erasing_scale))
+                                              occluder_p=augment.erasing_p, occluder_area=tuple(augment.erasing_scale),
+                                              prior_dropout=augment.prior_dropout)
         self.prepare_eval = MeshBatchAugment(**common, train=False)
 
     # ----------------------------------------------------------------- state
