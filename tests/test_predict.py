@@ -131,3 +131,19 @@ def test_predict_exit_codes(tiny_model, tmp_path, capsys):
 def test_default_model_predicts_the_examples(capsys):
     code, table = run_predict([str(EXAMPLES)], capsys)
     assert code == 0 and "astronaut.jpg" in table
+
+
+def test_predict_with_a_network_prior_model(tmp_path, capsys):
+    """Models whose priors are networks (the paper's layout) compute them on the crop themselves."""
+    from orsanet.models import ORSANetConfig
+
+    labels = dataset_label_names("rafdb")
+    config = ORSANetConfig(num_classes=7, size="small", image_backbone="ir18", landmark_source="mobilefacenet",
+                           use_ssgm=False, dim=64, num_heads=4, input_size=112)
+    path = save_model(tmp_path / "paper_like.safetensors", ORSANet(config, labels), labels)
+    out = tmp_path / "p.json"
+    code, _ = run_predict([str(ASTRONAUT), "--model", str(path), "--json", str(out), "--save-vis", str(tmp_path / "v")],
+                          capsys)
+    faces = json.loads(out.read_text())["faces"]
+    assert code == 0 and len(faces) == 1 and set(faces[0]["probabilities"]) == set(labels)
+    assert (tmp_path / "v" / "astronaut.png").is_file()
