@@ -32,7 +32,6 @@ from orsanet.engine.sam import SAM
 from orsanet.fileio import atomic_path, write_text_atomic
 from orsanet.losses import ORSANetObjective, soft_cross_entropy
 from orsanet.models import ORSANet, ORSANetConfig
-from orsanet.models.priors import MESH_SOURCES
 from orsanet.transforms import eval_transform, tensor_transform, train_transform
 
 log = logging.getLogger(__name__)
@@ -165,9 +164,8 @@ class Trainer:
 
         model_values = {k: v for k, v in config.model.items() if k != "init"}
         model_config = ORSANetConfig(**{**model_values, "num_classes": model_values.get("num_classes", 7)})
-        uses_mesh = bool({model_config.landmark_source, model_config.parsing_source} & MESH_SOURCES) and (
-            model_config.use_ssgm or model_config.use_mcm)
-        self.train_set, self.valid_set, self.test_set = build_splits(config, model_config.input_size, uses_mesh)
+        self.train_set, self.valid_set, self.test_set = build_splits(config, model_config.input_size,
+                                                                     model_config.uses_mesh_priors)
         self.label_names = list(_base(self.train_set).label_names)
         model_values["num_classes"] = len(self.label_names)
         self.model = ORSANet(ORSANetConfig(**model_values), self.label_names)

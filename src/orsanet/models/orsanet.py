@@ -62,6 +62,12 @@ class ORSANetConfig:
     def depth(self) -> int:
         return MCM_DEPTHS[self.size]
 
+    @property
+    def uses_mesh_priors(self) -> bool:
+        """True when a prior the model reads comes from the face mesh."""
+        return bool((self.use_mcm and self.landmark_source in MESH_SOURCES)
+                    or (self.use_ssgm and self.parsing_source in MESH_SOURCES))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -118,9 +124,7 @@ class ORSANet(nn.Module):
     @property
     def uses_mesh_priors(self) -> bool:
         """True when the priors come from the face mesh (pass them precomputed, or the model fits the mesh)."""
-        return bool({name for role, name in (("landmarks", self.config.landmark_source),
-                                            ("parsing", self.config.parsing_source))
-                     if role in self.prior_sources()} & MESH_SOURCES)
+        return self.config.uses_mesh_priors
 
     def mesh_priors(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Fit the face mesh on normalised crops -> (landmark prior, parsing prior); see ``mesh_priors``."""
