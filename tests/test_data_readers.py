@@ -76,6 +76,16 @@ def test_ferplus_modes_on_a_fake_tree(ferplus_root):
     assert [len(open_dataset("ferplus", ferplus_root, s)) for s in ("valid", "test")] == [2, 2]
 
 
+def test_ferplus_vote_targets_keep_the_majority_images(ferplus_root):
+    votes = open_dataset("ferplus", ferplus_root, "train", vote_targets=True)
+    assert votes.names == open_dataset("ferplus", ferplus_root, "train").names  # the same images
+    assert votes.hard_labels() == [0, 1, 7]  # their argmax is the majority label
+    _, target = votes[1]  # single votes dropped: happiness 4, anger 3 of 7
+    assert torch.allclose(target, torch.tensor([0, 4 / 7, 0, 0, 3 / 7, 0, 0, 0]))
+    with pytest.raises(DatasetError, match="vote targets need FERPlus votes"):
+        open_dataset("folder", ferplus_root / "FER2013Train", None, vote_targets=True)
+
+
 def test_ferplus_input_errors(ferplus_root, tmp_path):
     with pytest.raises(DatasetError, match=r"FER2013Valid/label\.csv: missing FERPlus label file"):
         (ferplus_root / "FER2013Valid" / "label.csv").unlink()

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from orsanet.engine.mesh_batches import MeshBatchAugment
+from orsanet.engine.mesh_batches import BatchAugment
 from orsanet.models import ORSANet, compact_config
-from orsanet.models.mesh_priors import LANDMARK_GROUPS, mesh_raw_priors, part_heatmaps
+from orsanet.models.mesh_priors import LANDMARK_GROUPS, mesh_raw_priors, mirror_raw_priors, part_heatmaps
 from orsanet.priors import FaceMesh, flip_parsing_map
 from orsanet.priors.cache import cached_mesh_points, load_mesh_cache
 from test_train import CLASSES, make_folder_tree, run_cli
@@ -65,6 +65,41 @@ def test_prior_of_a_mirrored_face_is_the_mirrored_prior(flip_permutation):
     assert torch.allclose(parsing_m, flip_parsing_map(parsing), atol=1e-5)
 
 
+def test_mirrored_raw_priors_are_the_priors_of_the_mirrored_points(flip_permutation):
+    points, valid = synthetic_points(2, seed=3), torch.tensor([True, False])
+    landmark_m, parsing_m = mirror_raw_priors(*mesh_raw_priors(points, valid))
+    expected_landmark, expected_parsing = mesh_raw_priors(mirror(points, flip_permutation), valid)
+    assert torch.allclose(landmark_m[0], expected_landmark[0], atol=1e-6)
+    assert landmark_m[1].abs().sum() == 0  # no face stays no face
+    assert torch.allclose(parsing_m, expected_parsing, atol=1e-5)
+
+
+@pytest.mark.parametrize("priors", ["mesh", "none"])
+def test_flip_averaged_prediction_is_the_same_for_a_mirrored_face(priors):
+    torch.manual_seed(0)
+    overrides = {} if priors == "mesh" else {"use_ssgm": False, "use_mcm": False}
+    model = ORSANet(compact_config(len(CLASSES), dim=32, num_heads=4, **overrides), list(CLASSES)).eval()
+    images = torch.randn(2, 3, 56, 56)
+    given = dict(zip(("landmark_prior", "parsing_prior"), mesh_raw_priors(synthetic_points(2), torch.ones(2, dtype=torch.bool))))
+    mirrored = dict(zip(("landmark_prior", "parsing_prior"), mirror_raw_priors(*given.values()))) if priors == "mesh" else {}
+    given = given if priors == "mesh" else {}
+    averaged = model.classify(images, **given, flip=True)
+    assert torch.allclose(averaged, model.classify(images.flip(-1), **mirrored, flip=True), atol=1e-5)
+    assert not torch.allclose(averaged, model.classify(images, **given))  # the mirror image did count
+    assert torch.allclose(model.classify(images, **given), model(images, **given).logits)
+
+
+def test_batch_augment_without_priors_augments_pixels_only():
+    images = torch.rand(4, 3, 56, 56)
+    augment = BatchAugment(torch.arange(468), MEAN, STD, train=True, flip=True, rotation=15, scale=(0.9, 1.1),
+                           shift=0.1, occluder_p=1.0, occluder_area=(0.1, 0.1))
+    out, priors, targets = augment((images, torch.arange(4)), torch.device("cpu"))
+    assert priors == {} and out.shape == images.shape and torch.equal(targets, torch.arange(4))
+    assert not torch.allclose(out, (images - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1))
+    plain, _, _ = BatchAugment(torch.arange(468), MEAN, STD, train=False)((images, torch.arange(4)), torch.device("cpu"))
+    assert torch.allclose(plain * torch.tensor(STD).view(1, 3, 1, 1) + torch.tensor(MEAN).view(1, 3, 1, 1), images, atol=1e-6)
+
+
 def test_batch_warp_moves_pixels_and_points_together(flip_permutation):
     """A bright dot drawn at a point must end up where the augmented point says."""
     size, batch = 56, 6
@@ -72,8 +107,8 @@ def test_batch_warp_moves_pixels_and_points_together(flip_permutation):
     points[:, 0] = torch.tensor([0.3, 0.4])
     images = torch.zeros(batch, 3, size, size)
     images[:, :, int(0.4 * size) - 1:int(0.4 * size) + 1, int(0.3 * size) - 1:int(0.3 * size) + 1] = 1
-    augment = MeshBatchAugment(flip_permutation, MEAN, STD, train=True, flip=True, rotation=20, scale=(0.8, 1.2),
-                               shift=0.1)
+    augment = BatchAugment(flip_permutation, MEAN, STD, train=True, flip=True, rotation=20, scale=(0.8, 1.2),
+                           shift=0.1)
     torch.manual_seed(0)
     out, priors, _ = augment((images, points, torch.ones(batch, dtype=torch.bool), torch.zeros(batch)), torch.device("cpu"))
     for b in range(batch):
@@ -87,8 +122,8 @@ def test_batch_warp_moves_pixels_and_points_together(flip_permutation):
 
 
 def test_occluder_augmentation_blanks_priors_where_pixels_were_replaced(flip_permutation):
-    augment = MeshBatchAugment(flip_permutation, MEAN, STD, train=True, flip=False, occluder_p=1.0,
-                               occluder_area=(0.2, 0.2))
+    augment = BatchAugment(flip_permutation, MEAN, STD, train=True, flip=False, occluder_p=1.0,
+                           occluder_area=(0.2, 0.2))
     images = torch.rand(4, 3, 56, 56)
     batch = (images, synthetic_points(4), torch.ones(4, dtype=torch.bool), torch.zeros(4))
     out, priors, _ = augment(batch, torch.device("cpu"))
@@ -154,10 +189,10 @@ def test_train_compact_model_with_cached_priors_end_to_end(tmp_path):
 
 def test_prior_dropout_gives_the_no_mesh_priors(flip_permutation):
     batch = (torch.rand(4, 3, 56, 56), synthetic_points(4), torch.ones(4, dtype=torch.bool), torch.zeros(4))
-    dropped = MeshBatchAugment(flip_permutation, MEAN, STD, train=True, flip=False, prior_dropout=1.0)
+    dropped = BatchAugment(flip_permutation, MEAN, STD, train=True, flip=False, prior_dropout=1.0)
     _, priors, _ = dropped(batch, torch.device("cpu"))
     assert priors["landmark_prior"].abs().sum() == 0
     assert torch.equal(priors["parsing_prior"][:, 0], torch.ones(4, 28, 28))  # all background, as for no fit
-    kept = MeshBatchAugment(flip_permutation, MEAN, STD, train=False, prior_dropout=1.0)  # never at evaluation
+    kept = BatchAugment(flip_permutation, MEAN, STD, train=False, prior_dropout=1.0)  # never at evaluation
     _, priors, _ = kept(batch, torch.device("cpu"))
     assert torch.all(priors["landmark_prior"][..., 2] == 1)

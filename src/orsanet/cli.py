@@ -105,7 +105,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     occlusion = tuple(float(a) for a in args.occlusion.split(",")) if args.occlusion else ()
     report = evaluate(args.model, args.data, args.kind, args.split, args.subset, args.label_mode, args.batch_size,
-                      args.workers, args.device, occlusion, args.json)
+                      args.workers, args.device, occlusion, args.json, flip=args.flip)
     print(f"{report['num_images']} images: accuracy {report['accuracy']:.4f}, mean class accuracy "
           f"{report['mean_class_accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}")
     for area, figures in report.get("occlusion", {}).items():
@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--subset", help="text file of image names (name [label [condition]])")
     evaluate.add_argument("--label-mode", default="majority", help="FERPlus: majority or argmax")
     evaluate.add_argument("--occlusion", help="also under random-square occlusion of these areas, e.g. 0.1,0.2,0.3")
+    evaluate.add_argument("--flip", action="store_true",
+                          help="test-time augmentation: average each face's prediction with its mirror image's")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--workers", type=int, default=2)
     evaluate.add_argument("--device", default="cpu")

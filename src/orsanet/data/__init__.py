@@ -51,14 +51,16 @@ def detect_kind(root: str | Path) -> str:
 
 def open_dataset(kind: str, root: str | Path, split: str | None, *, label_mode: str = "majority",
                  transform: Callable | None = None, subset: str | Path | Sequence[str | Path] | None = None,
-                 label_names: Sequence[str] | None = None, scan_images: bool = False) -> FaceDataset:
+                 label_names: Sequence[str] | None = None, scan_images: bool = False,
+                 vote_targets: bool = False) -> FaceDataset:
     """One split of a dataset.
 
     ``kind``: one of ``KINDS`` or ``auto``. ``label_mode``: FERPlus ``majority`` / ``argmax`` /
     ``probability``; other datasets have one label per image (``probability`` is refused).
     ``subset``: subset list file(s) restricting the split and giving per-sample conditions.
     ``label_names``: a folder tree's own classes, in order. ``scan_images``: decode every image
-    now and drop the unreadable ones (they are reported in ``skipped``).
+    now and drop the unreadable ones (they are reported in ``skipped``). ``vote_targets``
+    (FERPlus): the images ``label_mode`` keeps, each with its vote distribution as a soft target.
     """
     root = Path(root)
     if not root.exists():
@@ -72,13 +74,15 @@ def open_dataset(kind: str, root: str | Path, split: str | None, *, label_mode: 
         raise DatasetError(f"{root}: label mode must be one of {', '.join(LABEL_MODES)}, got {label_mode!r}")
     if kind != "ferplus" and label_mode == "probability":
         raise DatasetError(f"{root}: label mode 'probability' needs FERPlus votes; {kind} has one label per image")
+    if vote_targets and kind != "ferplus":
+        raise DatasetError(f"{root}: vote targets need FERPlus votes; {kind} has one label per image")
     if label_names is not None and kind != "folder":
         raise DatasetError(f"{root}: label_names applies to kind 'folder' only ({kind} has a fixed class order)")
     if split is None and kind != "folder":
         raise DatasetError(f"{root}: kind {kind} needs a split")
 
     if kind == "ferplus":
-        dataset = open_ferplus(root, split, label_mode, transform)
+        dataset = open_ferplus(root, split, label_mode, transform, vote_targets)
     elif kind == "fer2013":
         dataset = open_fer2013(root, split, transform)
     elif kind == "rafdb":

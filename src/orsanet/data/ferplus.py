@@ -87,8 +87,13 @@ def read_ferplus_votes(label_file: Path) -> list[tuple[str, list[int]]]:
 
 
 def open_ferplus(root: str | Path, split: str, label_mode: str = "majority",
-                 transform: Callable | None = None) -> FaceDataset:
-    """One FERPlus split (``train``, ``valid`` or ``test``) under ``label_mode``."""
+                 transform: Callable | None = None, vote_targets: bool = False) -> FaceDataset:
+    """One FERPlus split (``train``, ``valid`` or ``test``) under ``label_mode``.
+
+    ``vote_targets``: keep the images ``label_mode`` keeps, but give each its vote distribution
+    (the ``probability`` target) instead of one class, e.g. to train on the majority protocol's
+    images with soft targets.
+    """
     root = Path(root)
     if label_mode not in LABEL_MODES:
         raise DatasetError(f"{root}: FERPlus label mode must be one of {', '.join(LABEL_MODES)}, got {label_mode!r}")
@@ -102,7 +107,7 @@ def open_ferplus(root: str | Path, split: str, label_mode: str = "majority",
         if target is None:
             excluded[image_name] = f"no {label_mode} label"
         else:
-            samples.append((folder / image_name, target))
+            samples.append((folder / image_name, ferplus_target(votes, "probability") if vote_targets else target))
             names.append(image_name)
     log.info("%s: %d of %d images kept under the %s label mode", label_file, len(samples), len(rows), label_mode)
     return FaceDataset(samples, FERPLUS_LABELS, transform, names=names, name=f"ferplus/{folder.name}/{label_mode}",

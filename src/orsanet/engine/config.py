@@ -27,6 +27,7 @@ class DataConfig:
     test_split: str | None = "test"
     valid_fraction: float = 0.1
     label_mode: str = "majority"  # FERPlus: majority, argmax or probability
+    train_vote_targets: bool = False  # FERPlus: train on the kept images' vote distributions (soft targets)
     subset: str | None = None
     num_workers: int = 2
 

@@ -28,10 +28,12 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def collect_predictions(model: torch.nn.Module, loader: DataLoader, device: torch.device,
                         max_batches: int | None = None, desc: str = "eval", amp_dtype=None, show: bool = True,
-                        occlusion_area: float = 0.0, seed: int = 0, prepare=None) -> tuple[torch.Tensor, torch.Tensor]:
+                        occlusion_area: float = 0.0, seed: int = 0, prepare=None,
+                        flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Float logits ``(N, C)`` and targets (``(N,)`` or soft ``(N, C)``) on the CPU.
 
     ``occlusion_area`` > 0 applies the paper's random black square (seeded, so repeatable).
+    ``flip``: average with the logits of the mirrored images (``ORSANet.classify``).
     ``prepare(batch, device) -> (images, priors, targets)`` unpacks batches that carry priors.
     """
     model.eval()
@@ -44,7 +46,7 @@ def collect_predictions(model: torch.nn.Module, loader: DataLoader, device: torc
         images, priors, targets = prepare(batch, device) if prepare else (batch[0].to(device), {}, batch[1])
         images = occlude_square(images, occlusion_area, generator) if occlusion_area else images
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else torch.autocast(device.type, enabled=False):
-            logits = model(images, **priors).logits
+            logits = model.classify(images, **priors, flip=True) if flip else model(images, **priors).logits
         all_logits.append(logits.float().cpu())
         all_targets.append(targets.cpu())
     return torch.cat(all_logits), torch.cat(all_targets)
@@ -113,8 +115,10 @@ def label_protocol(model_labels: list[str], data_labels: list[str], source: str)
 
 def evaluate(model_path: str, data_root: str, kind: str = "folder", split: str = "test", subset: str | None = None,
              label_mode: str = "majority", batch_size: int = 64, num_workers: int = 2, device: str = "cpu",
-             occlusion: tuple[float, ...] = (), json_out: str | None = None, max_batches: int | None = None) -> dict:
-    """Evaluate a model file on one split; optionally under the paper's random-square occlusion.
+             occlusion: tuple[float, ...] = (), json_out: str | None = None, max_batches: int | None = None,
+             flip: bool = False) -> dict:
+    """Evaluate a model file on one split; optionally under the paper's random-square occlusion,
+    and with ``flip`` averaging each face's logits with its mirror image's.
 
     Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
     """
@@ -144,7 +148,7 @@ def evaluate(model_path: str, data_root: str, kind: str = "folder", split: str =
     def run(area: float) -> dict:
         logits, targets = collect_predictions(model, loader, torch.device(device), max_batches,
                                               desc=f"eval {split}" + (f" occlusion {area:.0%}" if area else ""),
-                                              occlusion_area=area)
+                                              occlusion_area=area, flip=flip)
         metrics = ClassificationMetrics(metadata.label_names)
         metrics.update(logits, targets, conditions[: len(targets)] if conditions else None)
         return metrics.report()
@@ -152,6 +156,7 @@ def evaluate(model_path: str, data_root: str, kind: str = "folder", split: str =
     report = run(0.0)
     report.update({
         "model": str(path), "checkpoint_sha256": file_sha256(path), "config": metadata.config.to_dict(),
+        "test_time_flip": flip,
         "dataset": {"kind": kind, "root": str(data_root), "split": split, "label_mode": label_mode,
                     "subset": subset, "images_in_split": len(dataset), "unreadable_images": list(dataset.skipped)},
         "label_protocol": {**protocol.to_dict(), "left_out_images": len(dataset) - len(indices)},

@@ -1,7 +1,8 @@
-"""Training batches for models with face-mesh priors: cached points, batch-level augmentation.
+"""Batch-level augmentation, and training batches for models with face-mesh priors.
 
 The mesh points of every image come from the prior cache (``orsanet.priors.cache``). Augmentation
-runs on whole batches, so that the one random warp moves both the pixels and the points:
+runs on whole batches, so that the one random warp moves both the pixels and the points (models
+without mesh priors get the same augmentation, on the pixels alone):
 
 1. horizontal flip: the image is mirrored and the points become their mirror points;
 2. rotation / scale / shift: one affine warp for the image (``grid_sample``) and the points;
@@ -11,6 +12,7 @@ runs on whole batches, so that the one random warp moves both the pixels and the
    when an occluder makes the mesh fail;
 
 then the priors are drawn from the points (``mesh_raw_priors``) and the image is normalised.
+Occluder and prior dropout blank only the priors, so they act on pixels alone without points.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ class MeshPriorDataset(Dataset):
         return image, self.points[index], self.valid[index], target
 
 
-class MeshBatchAugment:
-    """Turns a ``MeshPriorDataset`` batch into ``(images, {"landmark_prior", "parsing_prior"}, targets)``."""
+class BatchAugment:
+    """A ``MeshPriorDataset`` batch -> ``(images, {"landmark_prior", "parsing_prior"}, targets)``;
+    a plain ``(images, targets)`` batch (un-normalised images) -> ``(images, {}, targets)``."""
 
     def __init__(self, flip_permutation: torch.Tensor, mean, std, *, train: bool, flip: bool = True,
                  rotation: float = 0.0, scale: tuple[float, float] = (1.0, 1.0), shift: float = 0.0,
@@ -60,6 +63,8 @@ class MeshBatchAugment:
         self.occluder_p, self.occluder_area, self.prior_dropout = occluder_p, tuple(occluder_area), prior_dropout
 
     def __call__(self, batch, device: torch.device):
+        if len(batch) == 2:
+            return self._pixels_only(*(t.to(device, non_blocking=True) for t in batch))
         images, points, valid, targets = (t.to(device, non_blocking=True) for t in batch)
         images, points = images.float(), points.float()
         occluders = None
@@ -76,6 +81,17 @@ class MeshBatchAugment:
         images = (images - self.mean.to(device)) / self.std.to(device)
         return images, {"landmark_prior": landmark_prior, "parsing_prior": parsing_prior}, targets
 
+    def _pixels_only(self, images: torch.Tensor, targets: torch.Tensor):
+        images = images.float()
+        if self.train:
+            if self.flip:
+                images = torch.where(torch.rand(len(images), 1, 1, 1, device=images.device) < 0.5, images.flip(-1), images)
+            if self.rotation or self.scale != (1.0, 1.0) or self.shift:
+                images, _ = self._warp(images, None)
+            if self.occluder_p > 0:
+                images, _ = self._occlude(images)
+        return (images - self.mean.to(images.device)) / self.std.to(images.device), {}, targets
+
     def _flip(self, images: torch.Tensor, points: torch.Tensor):
         chosen = torch.rand(len(images), device=images.device) < 0.5
         mirrored = points[:, self.flip_permutation.to(points.device)].clone()
@@ -83,8 +99,8 @@ class MeshBatchAugment:
         images = torch.where(chosen.view(-1, 1, 1, 1), images.flip(-1), images)
         return images, torch.where(chosen.view(-1, 1, 1), mirrored, points)
 
-    def _warp(self, images: torch.Tensor, points: torch.Tensor):
-        """Output pixel ``u`` (in [-1, 1]) samples input ``A u + t``; points move by ``A^-1 (p - t)``."""
+    def _warp(self, images: torch.Tensor, points: torch.Tensor | None):
+        """Output pixel ``u`` (in [-1, 1]) samples input ``A u + t``; points (if any) move by ``A^-1 (p - t)``."""
         b, device = len(images), images.device
         angle = (torch.rand(b, device=device) * 2 - 1) * math.radians(self.rotation)
         zoom = torch.empty(b, device=device).uniform_(*self.scale)
@@ -94,6 +110,8 @@ class MeshBatchAugment:
         theta = torch.cat([matrix, shift.unsqueeze(-1)], 2)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if points is None:
+            return images, None
         centred = points * 2 - 1 - shift.unsqueeze(1)  # (B, 468, 2)
         moved = torch.linalg.solve(matrix, centred.transpose(1, 2)).transpose(1, 2)
         return images, (moved + 1) / 2

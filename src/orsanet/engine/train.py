@@ -83,7 +83,7 @@ def hard_labels(dataset: Dataset, indices: list[int] | None = None) -> list[int]
 def build_splits(config: TrainConfig, input_size: int, batch_augment: bool = False):
     """(train, valid, test-or-None) datasets with their transforms.
 
-    ``batch_augment``: images come un-normalised and augmentation happens per batch (mesh priors).
+    ``batch_augment``: images come un-normalised and augmentation happens per batch (``BatchAugment``).
     ``data.subset`` restricts the test split only (subset lists name test images).
     """
     from orsanet.data import open_dataset, stratified_split
@@ -95,11 +95,11 @@ def build_splits(config: TrainConfig, input_size: int, batch_augment: bool = Fal
         train_tf = train_transform(input_size, augment.flip, augment.erasing_p, tuple(augment.erasing_scale))
         test_tf = eval_transform(input_size)
 
-    def open_split(split, transform, subset=None):
+    def open_split(split, transform, subset=None, vote_targets=False):
         return open_dataset(data.kind, data.root, split, label_mode=data.label_mode, transform=transform,
-                            subset=subset)
+                            subset=subset, vote_targets=vote_targets)
 
-    train = open_split(data.train_split, train_tf)
+    train = open_split(data.train_split, train_tf, vote_targets=data.train_vote_targets)
     if data.valid_split:
         valid = open_split(data.valid_split, test_tf)
     else:  # no official validation split (RAF-DB): carve one, stratified and seeded
@@ -164,8 +164,10 @@ class Trainer:
 
         model_values = {k: v for k, v in config.model.items() if k != "init"}
         model_config = ORSANetConfig(**{**model_values, "num_classes": model_values.get("num_classes", 7)})
-        self.train_set, self.valid_set, self.test_set = build_splits(config, model_config.input_size,
-                                                                     model_config.uses_mesh_priors)
+        augment = config.augment
+        geometric = bool(augment.rotation or tuple(augment.scale) != (1.0, 1.0) or augment.shift)
+        batch_level = model_config.uses_mesh_priors or geometric  # augmentation on whole batches
+        self.train_set, self.valid_set, self.test_set = build_splits(config, model_config.input_size, batch_level)
         self.label_names = list(_base(self.train_set).label_names)
         model_values["num_classes"] = len(self.label_names)
         self.model = ORSANet(ORSANetConfig(**model_values), self.label_names)
@@ -177,6 +179,8 @@ class Trainer:
         self.prepare_train = self.prepare_eval = None
         if self.model.uses_mesh_priors:
             self._attach_mesh_priors()
+        if batch_level:
+            self._attach_batch_augment()
         self.objective = ORSANetObjective(config.loss.dare_weight, config.loss.smoothing_weight, config.loss.smoothing,
                                           config.loss.warmup_epochs, config.loss.dare_form, config.loss.use_dare)
         self.optimizer, self.scheduler, self.uses_sam = build_optimizer(self.model, config)
@@ -196,9 +200,8 @@ class Trainer:
             self._resume()
 
     def _attach_mesh_priors(self) -> None:
-        """Wrap every split with its cached mesh points; augmentation moves to the batch level."""
-        from orsanet.engine.mesh_batches import MeshBatchAugment, MeshPriorDataset
-        from orsanet.priors import FaceMesh
+        """Wrap every split with its cached mesh points."""
+        from orsanet.engine.mesh_batches import MeshPriorDataset
         from orsanet.priors.cache import cached_mesh_points
 
         cache_dir = Path(self.config.run.prior_cache).expanduser()
@@ -218,14 +221,20 @@ class Trainer:
             return MeshPriorDataset(dataset, points, presence)
 
         self.train_set, self.valid_set, self.test_set = map(wrap, (self.train_set, self.valid_set, self.test_set))
+
+    def _attach_batch_augment(self) -> None:
+        """Augmentation on whole batches: one warp moves pixels and mesh points together."""
+        from orsanet.engine.mesh_batches import BatchAugment
+        from orsanet.priors import FaceMesh
+
         augment, preprocessing = self.config.augment, default_preprocessing(self.model.config.input_size)
         flips = FaceMesh(batch_size=1).flip_permutation
         common = dict(flip_permutation=flips, mean=preprocessing["mean"], std=preprocessing["std"])
-        self.prepare_train = MeshBatchAugment(**common, train=True, flip=augment.flip, rotation=augment.rotation,
-                                              scale=tuple(augment.scale), shift=augment.shift,
-                                              occluder_p=augment.erasing_p, occluder_area=tuple(augment.erasing_scale),
-                                              prior_dropout=augment.prior_dropout)
-        self.prepare_eval = MeshBatchAugment(**common, train=False)
+        self.prepare_train = BatchAugment(**common, train=True, flip=augment.flip, rotation=augment.rotation,
+                                          scale=tuple(augment.scale), shift=augment.shift,
+                                          occluder_p=augment.erasing_p, occluder_area=tuple(augment.erasing_scale),
+                                          prior_dropout=augment.prior_dropout)
+        self.prepare_eval = BatchAugment(**common, train=False)
 
     # ----------------------------------------------------------------- state
     def _load_init(self, path: str) -> None:
@@ -396,7 +405,8 @@ class Trainer:
         if self.config.data.kind in ("ferplus", "fer2013"):
             preprocessing["color"] = "gray"  # grey faces: predict greys photos the same way
         provenance = {"dataset": self.config.data.kind, "train_split": self.config.data.train_split,
-                      "label_mode": self.config.data.label_mode, "recipe": self.config.optim.recipe}
+                      "label_mode": self.config.data.label_mode, "recipe": self.config.optim.recipe,
+                      "train_targets": "votes" if self.config.data.train_vote_targets else "labels"}
         save_model(self.output / "last.safetensors", self.model, self.label_names, preprocessing,
                    self._metadata(valid, epoch), provenance)
         if improved:

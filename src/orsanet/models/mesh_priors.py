@@ -16,12 +16,15 @@ occluder boxes instead.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from orsanet.priors.parsing_map import (FACE_OVAL, LOWER_INNER, LOWER_OUTER, NOSE, SUBJECT_LEFT_BROW, SUBJECT_LEFT_EYE,
-                                        SUBJECT_RIGHT_BROW, SUBJECT_RIGHT_EYE, UPPER_INNER, UPPER_OUTER, parsing_map)
+                                        SUBJECT_RIGHT_BROW, SUBJECT_RIGHT_EYE, UPPER_INNER, UPPER_OUTER, flip_parsing_map,
+                                        parsing_map)
 
 PRIOR_SIZE = 28  # side of the heatmaps and parsing maps
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,6 +60,25 @@ def mesh_raw_priors(points: torch.Tensor, valid: torch.Tensor, occluders: torch.
         blank = (in_y.unsqueeze(2) & in_x.unsqueeze(1)) & has_box.view(-1, 1, 1)  # (B, size, size)
         parsing = parsing * ~blank.unsqueeze(1)
     return torch.cat([clean, weight.unsqueeze(-1)], -1), parsing
+
+
+@functools.cache
+def mesh_flip_permutation() -> torch.Tensor:
+    """``(468,)``: index of the mesh point that mirrors each point (from the shipped mesh weights)."""
+    from orsanet.priors.face_mesh import FaceMesh
+
+    return FaceMesh(batch_size=1).flip_permutation.clone()
+
+
+def mirror_raw_priors(landmark_prior: torch.Tensor, parsing_prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The raw priors of the horizontally mirrored crops: ``(B, 468, 3)``, ``(B, 11, S, S)`` -> same shapes.
+
+    Points swap with their mirror points and ``x -> 1 - x``; the parsing map flips and its left and
+    right brow and eye channels swap.
+    """
+    mirrored = landmark_prior[:, mesh_flip_permutation().to(landmark_prior.device)].clone()
+    mirrored[..., 0] = torch.where(mirrored[..., 2] > 0, 1 - mirrored[..., 0], mirrored[..., 0])
+    return mirrored, flip_parsing_map(parsing_prior)
 
 
 _GROUP_POINTS = torch.tensor([i for group in LANDMARK_GROUPS for i in group])

@@ -152,6 +152,26 @@ class ORSANet(nn.Module):
         features = self.se_gate(features)
         return ORSANetOutput(self.head(features), features)
 
+    @torch.no_grad()
+    def classify(self, images: torch.Tensor, landmark_prior: torch.Tensor | None = None,
+                 parsing_prior: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
+        """Logits ``(B, num_classes)``; ``flip`` averages them with the logits of the mirrored faces
+        (test-time augmentation). Mesh priors are fitted once and mirrored; network priors are
+        extracted again from the mirrored images."""
+        if self.uses_mesh_priors and (landmark_prior is None or parsing_prior is None):
+            fitted_landmarks, fitted_parsing = self.mesh_priors(images)
+            landmark_prior = fitted_landmarks if landmark_prior is None else landmark_prior
+            parsing_prior = fitted_parsing if parsing_prior is None else parsing_prior
+        logits = self(images, landmark_prior, parsing_prior).logits
+        if not flip:
+            return logits
+        mirrored_landmarks = mirrored_parsing = None
+        if self.uses_mesh_priors:
+            from orsanet.models.mesh_priors import mirror_raw_priors
+
+            mirrored_landmarks, mirrored_parsing = mirror_raw_priors(landmark_prior, parsing_prior)
+        return (logits + self(images.flip(-1), mirrored_landmarks, mirrored_parsing).logits) / 2
+
     def prior_sources(self) -> dict[str, nn.Module]:
         """The prior sources this configuration uses, by role."""
         sources = {"landmarks": self.landmark_source, "parsing": self.parsing_source}
