@@ -67,7 +67,7 @@ def run_predict(args: list[str], capsys) -> tuple[int, str]:
 def test_predict_on_the_examples_writes_rows_and_pictures(tiny_model, tmp_path, capsys):
     out_json, out_csv, vis = tmp_path / "p.json", tmp_path / "p.csv", tmp_path / "vis"
     code, table = run_predict([str(EXAMPLES), "--model", str(tiny_model), "--json", str(out_json),
-                               "--csv", str(out_csv), "--save-vis", str(vis)], capsys)
+                               "--csv", str(out_csv), "--save-vis", str(vis), "--flip"], capsys)
     assert code == 0
     report = json.loads(out_json.read_text())
     faces = report["faces"]
@@ -101,11 +101,20 @@ def test_predict_folder_with_corrupt_faceless_two_face_images_and_a_video(tiny_m
     (folder / "sub").mkdir(parents=True)
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     Image.new("RGB", (200, 150), (120, 130, 140)).save(folder / "flat.png")
+    Image.new("RGB", (90, 90), (10, 20, 30)).save(folder / "sub" / "flat.jpg")  # its picture: flat_2.png
     face = astronaut[40:260, 120:330]  # one face with margin
-    Image.fromarray(np.concatenate([face, face[:, ::-1]], axis=1)).save(folder / "sub" / "two.jpg")
+    # two faces side by side, stored turned a quarter to the left, with the EXIF tag that turns it upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    two = Image.fromarray(np.concatenate([face, face[:, ::-1]], axis=1)).transpose(Image.Transpose.ROTATE_90)
+    two.save(folder / "sub" / "two.jpg", exif=exif)
     write_video(folder / "clip.mp4", [np.ascontiguousarray(face[:208, :208])] * 7)
+    vis = folder / "vis"  # pictures go inside the input folder: they must not be read as inputs
+    vis.mkdir()
+    Image.fromarray(face).save(vis / "earlier_run.png")
     out_json = tmp_path / "p.json"
-    code, _ = run_predict([str(folder), "--model", str(tiny_model), "--json", str(out_json), "--every", "3"], capsys)
+    code, _ = run_predict([str(folder), "--model", str(tiny_model), "--json", str(out_json), "--every", "3",
+                           "--save-vis", str(vis)], capsys)
     assert code == 0
     rows = json.loads(out_json.read_text())["faces"]
     by_file = {}
@@ -117,6 +126,8 @@ def test_predict_folder_with_corrupt_faceless_two_face_images_and_a_video(tiny_m
     assert len(two) == 2 and all(r["error"] is None for r in two)
     assert abs(two[0]["box"][0] - two[1]["box"][0]) > 100  # two different faces
     assert [r["frame"] for r in by_file["clip.mp4"]] == [0, 3, 6]
+    assert "earlier_run.png" not in by_file and (vis / "earlier_run.png").is_file()
+    assert {"flat.png", "flat_2.png", "two.png", "clip_frame000003.png"} <= {p.name for p in vis.iterdir()}
 
 
 def test_predict_exit_codes(tiny_model, tmp_path, capsys):
@@ -142,8 +153,52 @@ def test_predict_with_a_network_prior_model(tmp_path, capsys):
                            use_ssgm=False, dim=64, num_heads=4, input_size=112)
     path = save_model(tmp_path / "paper_like.safetensors", ORSANet(config, labels), labels)
     out = tmp_path / "p.json"
-    code, _ = run_predict([str(ASTRONAUT), "--model", str(path), "--json", str(out), "--save-vis", str(tmp_path / "v")],
-                          capsys)
+    code, _ = run_predict([str(ASTRONAUT), "--model", str(path), "--json", str(out), "--save-vis", str(tmp_path / "v"),
+                           "--flip"], capsys)
     faces = json.loads(out.read_text())["faces"]
     assert code == 0 and len(faces) == 1 and set(faces[0]["probabilities"]) == set(labels)
     assert (tmp_path / "v" / "astronaut.png").is_file()
+
+
+def test_tiles_cover_the_photo_and_stop_where_the_whole_photo_suffices():
+    from orsanet.priors.face_search import tile_origins, tile_sides
+
+    assert tile_origins(100, 100) == [0] and tile_origins(80, 100) == [0]
+    starts = tile_origins(1000, 286)
+    assert starts[0] == 0 and starts[-1] == 1000 - 286 and max(np.diff(starts)) <= 143  # half a tile of overlap
+    assert tile_sides(1024, 40) == [286, 571]  # faces of 40 px up; the whole photo shows 143 px and up
+    assert tile_sides(250, 40) == []  # 14 % of 250 px is 35 px: the whole photo is enough
+
+
+def small_face_photo(astronaut: np.ndarray, box_side: int, canvas: int = 900) -> tuple[np.ndarray, tuple[int, int]]:
+    """The example face shrunk to a detector box of about ``box_side`` px on a grey canvas, and where it went."""
+    face = Image.fromarray(astronaut[40:260, 120:330])  # detector box ~95 px in a 210 px crop
+    side = round(box_side * 210 / 95)
+    photo = Image.new("RGB", (canvas, canvas), (128, 128, 128))
+    at = (canvas // 3, canvas // 2)
+    photo.paste(face.resize((side, side), Image.BILINEAR), at)
+    return np.asarray(photo), (at[0] + side // 2, at[1] + side // 2)
+
+
+def test_small_faces_are_found_in_tiles(astronaut):
+    from orsanet.priors.face_search import find_faces
+
+    pixels, centre = small_face_photo(astronaut, 60)
+    detector = FaceDetector()
+    assert detector.detect([pixels])[0] == []  # too small for the detector on the whole photo
+    whole, candidates = find_faces(detector, pixels, min_face=40)
+    assert whole == [] and len(candidates) >= 1
+    best = candidates[0]
+    x0, y0, x1, y1 = best.box
+    assert abs((x0 + x1) / 2 - centre[0]) < 20 and abs((y0 + y1) / 2 - centre[1]) < 30 and 40 < x1 - x0 < 90
+    assert find_faces(detector, pixels, min_face=200) == ([], [])  # not searched for
+
+
+def test_predict_finds_a_small_face_and_only_it(tiny_model, astronaut, tmp_path, capsys):
+    pixels, _ = small_face_photo(astronaut, 60)
+    Image.fromarray(pixels).save(tmp_path / "far.jpg")
+    out = tmp_path / "p.json"
+    code, _ = run_predict([str(tmp_path / "far.jpg"), "--model", str(tiny_model), "--json", str(out)], capsys)
+    faces = json.loads(out.read_text())["faces"]
+    assert code == 0 and len(faces) == 1 and faces[0]["error"] is None and faces[0]["prior_valid"]
+    assert main(["predict", str(ASTRONAUT), "--model", str(tiny_model), "--min-face", "0"]) == 2

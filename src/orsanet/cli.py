@@ -148,20 +148,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.every < 1:
         raise UsageError(f"--every must be at least 1, got {args.every}")
-    predictor = FacePredictor(args.model, args.device, args.min_confidence)
-    draw = None
+    if args.min_face <= 0:
+        raise UsageError(f"--min-face must be positive, got {args.min_face}")
+    predictor = FacePredictor(args.model, args.device, args.min_confidence, flip=args.flip, min_face=args.min_face)
+    draw, out_dir = None, None
     if args.save_vis:
         from orsanet.visualize import annotate
 
         out_dir = Path(args.save_vis)
         out_dir.mkdir(parents=True, exist_ok=True)
+        written: set[str] = set()
 
         def draw(image, analyses, path, frame):
-            name = path.stem + (f"_frame{frame:06d}" if frame is not None else "") + ".png"
+            stem = path.stem + (f"_frame{frame:06d}" if frame is not None else "")
+            name, copy = f"{stem}.png", 1
+            while name in written:  # two inputs with the same name (in different folders)
+                copy += 1
+                name = f"{stem}_{copy}.png"
+            written.add(name)
             with atomic_path(out_dir / name) as temporary:
                 annotate(image, analyses, predictor.labels).save(temporary, format="PNG")
 
-    rows, readable = predict_paths(predictor, args.paths, args.every, on_image=draw)
+    rows, readable = predict_paths(predictor, args.paths, args.every, on_image=draw, exclude=out_dir)
     _write_rows(rows, predictor.labels, args.json, args.csv)
     print(f"{'file':40s} {'frame':>5s} {'face':>4s}  {'expression':12s} {'prob':>5s}  box")
     for row in rows:
@@ -243,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", help="write one row per face to this CSV file")
     predict.add_argument("--save-vis", metavar="DIR", help="write annotated images here")
     predict.add_argument("--min-confidence", type=float, default=0.5, help="face detector threshold")
+    predict.add_argument("--min-face", type=float, default=40, metavar="PX",
+                         help="smallest face to search for, in pixels of the photo (default 40; smaller is slower)")
+    predict.add_argument("--flip", action="store_true",
+                         help="test-time augmentation: average each face's prediction with its mirror image's")
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(handler=cmd_predict)
 
