@@ -1,10 +1,11 @@
 """Put a trained run's best model into the package as ``orsanet/weights/default.safetensors``.
 
-    python scripts/package_default_model.py RUN_DIR [--eval-report REPORT.json] [--earlier-run DIR]
+    python scripts/package_default_model.py RUN_DIR [--eval-report REPORT.json ...] [--earlier-run DIR]
 
 The weights are copied unchanged; the metadata gains what a user of the packaged model needs:
 grey input (FERPlus faces are grey), the run's validation and test figures, the evaluation
-report of ``orsanet eval`` (e.g. under occlusion) and the training time.
+reports of ``orsanet eval`` (e.g. under occlusion; a ``--flip`` report is kept as ``eval_flip``) and
+the training time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ KEEP = ("accuracy", "mean_class_accuracy", "macro_f1", "ece", "num_images")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--eval-report", type=Path, help="JSON written by 'orsanet eval ... --json'")
+    parser.add_argument("--eval-report", type=Path, action="append", default=[],
+                        help="JSON written by 'orsanet eval ... --json' (repeat for a --flip report)")
     parser.add_argument("--earlier-run", type=Path, action="append", default=[],
                         help="a run this one started from (model.init): its training time is added")
     parser.add_argument("--color", default="gray", choices=["gray", "rgb"])
@@ -37,10 +39,11 @@ def main() -> None:
     if test_report.is_file():
         report = json.loads(test_report.read_text())
         metrics["test"] = {key: report[key] for key in KEEP if key in report}
-    if args.eval_report:
-        report = json.loads(args.eval_report.read_text())
-        metrics["eval"] = {key: report[key] for key in KEEP if key in report}
-        metrics["eval"]["occlusion"] = {
+    for path in args.eval_report:
+        report = json.loads(path.read_text())
+        name = "eval_flip" if report.get("test_time_flip") else "eval"
+        metrics[name] = {key: report[key] for key in KEEP if key in report}
+        metrics[name]["occlusion"] = {
             area: {key: figures[key] for key in KEEP if key in figures}
             for area, figures in report.get("occlusion", {}).items()}
     earlier = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
