@@ -134,13 +134,19 @@ class ORSANet(nn.Module):
             self._mesh_extractor = MeshPriorExtractor()
         return self._mesh_extractor(images)
 
-    def forward(self, images: torch.Tensor, landmark_prior: torch.Tensor | None = None,
-                parsing_prior: torch.Tensor | None = None) -> ORSANetOutput:
-        """images ``(B, 3, S, S)``; optional precomputed raw priors (see ``orsanet.models.priors``)."""
+    def _complete_priors(self, images: torch.Tensor, landmark_prior: torch.Tensor | None,
+                         parsing_prior: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The raw priors given, with the mesh fitted for a missing one when the model uses mesh priors."""
         if self.uses_mesh_priors and (landmark_prior is None or parsing_prior is None):
             fitted_landmarks, fitted_parsing = self.mesh_priors(images)
             landmark_prior = fitted_landmarks if landmark_prior is None else landmark_prior
             parsing_prior = fitted_parsing if parsing_prior is None else parsing_prior
+        return landmark_prior, parsing_prior
+
+    def forward(self, images: torch.Tensor, landmark_prior: torch.Tensor | None = None,
+                parsing_prior: torch.Tensor | None = None) -> ORSANetOutput:
+        """images ``(B, 3, S, S)``; optional precomputed raw priors (see ``orsanet.models.priors``)."""
+        landmark_prior, parsing_prior = self._complete_priors(images, landmark_prior, parsing_prior)
         grid = self.image_backbone(images)  # (B, D, 7, 7)
         if self.ssgm is not None:
             grid = self.ssgm(grid, self.parsing_source(images, parsing_prior))
@@ -158,10 +164,7 @@ class ORSANet(nn.Module):
         """Logits ``(B, num_classes)``; ``flip`` averages them with the logits of the mirrored faces
         (test-time augmentation). Mesh priors are fitted once and mirrored; network priors are
         extracted again from the mirrored images."""
-        if self.uses_mesh_priors and (landmark_prior is None or parsing_prior is None):
-            fitted_landmarks, fitted_parsing = self.mesh_priors(images)
-            landmark_prior = fitted_landmarks if landmark_prior is None else landmark_prior
-            parsing_prior = fitted_parsing if parsing_prior is None else parsing_prior
+        landmark_prior, parsing_prior = self._complete_priors(images, landmark_prior, parsing_prior)
         logits = self(images, landmark_prior, parsing_prior).logits
         if not flip:
             return logits
@@ -180,8 +183,8 @@ class ORSANet(nn.Module):
 
 def compact_config(num_classes: int = 8, **overrides) -> ORSANetConfig:
     """The CPU configuration of the default model: 56-px crops, compact residual backbone, mesh priors,
-    SSGM and a two-block MCM of width 192 (see docs/model-card.md for its measured speed and accuracy)."""
+    SSGM and a two-block MCM of width 128 (see docs/model-card.md for its measured speed and accuracy)."""
     values = dict(num_classes=num_classes, size="tiny", image_backbone="resnet_compact", landmark_source="mesh_heatmaps",
-                  parsing_source="mesh_parsing", dim=192, num_heads=4, mlp_ratio=2.0, drop_path=0.05, input_size=56)
+                  parsing_source="mesh_parsing", dim=128, num_heads=4, mlp_ratio=2.0, drop_path=0.05, input_size=56)
     values.update(overrides)
     return ORSANetConfig(**values)
