@@ -119,3 +119,32 @@ def test_train_killed_resumed_then_evaluated(folder_data, tmp_path):
         assert key in figures
     assert figures["accuracy"] == pytest.approx(report["accuracy"])
     assert (out.parent / "eval.confusion.png").exists()
+
+
+def test_init_from_a_backbone_trained_alone_keeps_it_and_leaves_the_prior_branches_fresh(tmp_path):
+    from orsanet.checkpoint import CheckpointError, save_model
+    from orsanet.engine.train import initialise_from
+    from orsanet.models import ORSANet, ORSANetConfig
+
+    settings = dict(num_classes=3, image_backbone="resnet_compact", landmark_source="mesh_heatmaps",
+                    parsing_source="mesh_parsing", dim=32, num_heads=2, size="tiny", input_size=56)
+    torch.manual_seed(0)
+    alone = ORSANet(ORSANetConfig(**settings, use_ssgm=False, use_mcm=False))
+    path = save_model(tmp_path / "alone.safetensors", alone, list(CLASSES))
+    full = ORSANet(ORSANetConfig(**settings))
+    fresh_mcm = {k: v.clone() for k, v in full.mcm.state_dict().items()}
+    initialise_from(full, path, list(CLASSES))
+    for key, value in alone.image_backbone.state_dict().items():
+        assert torch.equal(full.image_backbone.state_dict()[key], value)
+    assert torch.equal(full.head.weight, alone.head.weight)
+    assert all(torch.equal(full.mcm.state_dict()[k], v) for k, v in fresh_mcm.items())
+
+    with pytest.raises(ValueError, match="alone.safetensors: labels"):
+        initialise_from(full, path, ["a", "b", "c"])
+    wider = ORSANet(ORSANetConfig(**{**settings, "dim": 48}))
+    with pytest.raises(CheckpointError, match="alone.safetensors: does not fit this model"):
+        initialise_from(wider, path, list(CLASSES))
+    # the other way round: a full model does not fit a backbone-only model (unexpected keys)
+    full_path = save_model(tmp_path / "full.safetensors", full, list(CLASSES))
+    with pytest.raises(CheckpointError, match="full.safetensors: does not fit this model .* unexpected"):
+        initialise_from(ORSANet(ORSANetConfig(**settings, use_ssgm=False, use_mcm=False)), full_path, list(CLASSES))

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
-from orsanet.checkpoint import default_preprocessing, load_model, save_model
+from orsanet.checkpoint import CheckpointError, default_preprocessing, load_model, save_model
 from orsanet.engine.config import TrainConfig
 from orsanet.engine.distributed import DistributedContext, init_distributed, resolve_device
 from orsanet.engine.sam import SAM
@@ -35,6 +35,9 @@ from orsanet.models import ORSANet, ORSANetConfig
 from orsanet.transforms import eval_transform, tensor_transform, train_transform
 
 log = logging.getLogger(__name__)
+
+# ORSANet modules a model trained without priors lacks; ``model.init`` from such a model leaves them fresh.
+PRIOR_BRANCHES = ("parsing_source.", "ssgm.", "landmark_source.", "mcm.")
 STATE_FILE = "train_state.pt"
 
 
@@ -146,6 +149,28 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor), False
 
 
+def initialise_from(model: torch.nn.Module, path: str | Path, label_names: list[str]) -> None:
+    """Load a model file's weights into ``model``: the same architecture, or one without the prior
+    branches (a backbone trained alone), whose SSGM/MCM then start fresh."""
+    source = load_model(path)
+    if list(source.label_names) != list(label_names):
+        raise ValueError(f"{path}: labels {source.label_names} differ from the data's {label_names}")
+    try:
+        missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    except RuntimeError as error:  # a tensor of another shape
+        raise CheckpointError(f"{path}: does not fit this model ({str(error).splitlines()[-1].strip()})") from None
+    not_prior = [key for key in missing if not key.startswith(PRIOR_BRANCHES)]
+    if unexpected or not_prior:
+        odd = (unexpected or not_prior)[:3]
+        raise CheckpointError(f"{path}: does not fit this model ({len(unexpected)} unexpected, "
+                              f"{len(not_prior)} missing keys, e.g. {', '.join(odd)})")
+    if missing:
+        log.info("initialised from %s; its model has no %s, which start fresh (%d tensors)", path,
+                 "/".join(sorted({key.split('.')[0] for key in missing})), len(missing))
+    else:
+        log.info("initialised from %s", path)
+
+
 class Trainer:
     """Holds everything one run needs; ``fit()`` runs the epochs."""
 
@@ -238,11 +263,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- state
     def _load_init(self, path: str) -> None:
-        source = load_model(path)
-        if source.label_names != self.label_names:
-            raise ValueError(f"{path}: labels {source.label_names} differ from the data's {self.label_names}")
-        self.model.load_state_dict(source.state_dict())
-        log.info("initialised from %s", path)
+        initialise_from(self.model, path, self.label_names)
 
     def _state(self, epoch: int) -> dict:
         return {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
