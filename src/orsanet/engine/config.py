@@ -2,7 +2,8 @@
 
 A config has six sections (see ``configs/*.yaml``)::
 
-    model:    ORSANetConfig fields (num_classes comes from the data), plus ``init``: a model file to start from
+    model:    ORSANetConfig fields (num_classes comes from the data), plus ``init``: a model file to start
+              from (the same architecture, or one trained without SSGM/MCM, whose prior branches start fresh)
     data:     which dataset, where, which splits and label protocol
     optim:    ``recipe: official`` (SAM over Adam, ExponentialLR) or ``recipe: adamw_cosine``
     loss:     the objective (label-smoothing warm-up, DARE weight and form)
