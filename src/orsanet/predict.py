@@ -176,9 +176,7 @@ class FacePredictor:
     def _classify(self, crops: torch.Tensor, priors: dict) -> tuple[torch.Tensor, np.ndarray]:
         """Logits ``(F, C)`` and Grad-CAM maps ``(F, 7, 7)`` of the predicted classes on the backbone grid
         (with ``flip``, the logits are averaged with the mirrored crops'; the map is the unmirrored crop's)."""
-        mirrored = None
-        if self.flip:
-            mirrored = self.model.classify(crops, **priors, flip=True)
+        mirrored = self.model.mirrored_logits(crops, **priors) if self.flip else None  # before the hook below
         captured = {}
 
         def keep(_module, _inputs, output):
@@ -189,15 +187,15 @@ class FacePredictor:
         try:
             with torch.enable_grad():
                 logits = self.model(crops, **priors).logits
-                predicted = (mirrored if mirrored is not None else logits).argmax(1, keepdim=True)
-                logits.gather(1, predicted).sum().backward()
+                averaged = logits.detach() if mirrored is None else (logits.detach() + mirrored) / 2
+                logits.gather(1, averaged.argmax(1, keepdim=True)).sum().backward()
         finally:
             handle.remove()
             self.model.zero_grad(set_to_none=True)
         grid, grads = captured["grid"].detach(), captured["grid"].grad
         cam = torch.relu((grads.mean((2, 3), keepdim=True) * grid).sum(1))  # (F, 7, 7)
         cam = cam / cam.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1)
-        return (mirrored if mirrored is not None else logits.detach()), cam.cpu().numpy()
+        return averaged, cam.cpu().numpy()
 
 
 def predict_paths(predictor: FacePredictor, paths: list[str], every: int = 1, on_image=None,

@@ -48,6 +48,11 @@ class MeshPriorDataset(Dataset):
         return image, self.points[index], self.valid[index], target
 
 
+def warps(rotation: float, scale, shift: float) -> bool:
+    """Whether these augmentation settings rotate, scale or shift the faces."""
+    return bool(rotation or tuple(scale) != (1.0, 1.0) or shift)
+
+
 class BatchAugment:
     """A ``MeshPriorDataset`` batch -> ``(images, {"landmark_prior", "parsing_prior"}, targets)``;
     a plain ``(images, targets)`` batch (un-normalised images) -> ``(images, {}, targets)``."""
@@ -61,42 +66,35 @@ class BatchAugment:
         self.std = torch.tensor(std).view(1, 3, 1, 1)
         self.train, self.flip, self.rotation, self.scale, self.shift = train, flip, rotation, tuple(scale), shift
         self.occluder_p, self.occluder_area, self.prior_dropout = occluder_p, tuple(occluder_area), prior_dropout
+        self.warps = warps(rotation, scale, shift)
 
     def __call__(self, batch, device: torch.device):
-        if len(batch) == 2:
-            return self._pixels_only(*(t.to(device, non_blocking=True) for t in batch))
-        images, points, valid, targets = (t.to(device, non_blocking=True) for t in batch)
-        images, points = images.float(), points.float()
+        batch = [t.to(device, non_blocking=True) for t in batch]
+        images, targets = batch[0].float(), batch[-1]
+        points, valid = (batch[1].float(), batch[2]) if len(batch) == 4 else (None, None)
         occluders = None
         if self.train:
             if self.flip:
                 images, points = self._flip(images, points)
-            if self.rotation or self.scale != (1.0, 1.0) or self.shift:
+            if self.warps:
                 images, points = self._warp(images, points)
             if self.occluder_p > 0:
                 images, occluders = self._occlude(images)
-            if self.prior_dropout > 0:  # as when the mesh cannot fit a (heavily occluded) face
+            if self.prior_dropout > 0 and valid is not None:  # as when the mesh cannot fit a (heavily occluded) face
                 valid = valid & (torch.rand(len(valid), device=valid.device) >= self.prior_dropout)
-        landmark_prior, parsing_prior = mesh_raw_priors(points, valid, occluders)
         images = (images - self.mean.to(device)) / self.std.to(device)
+        if points is None:
+            return images, {}, targets
+        landmark_prior, parsing_prior = mesh_raw_priors(points, valid, occluders)
         return images, {"landmark_prior": landmark_prior, "parsing_prior": parsing_prior}, targets
 
-    def _pixels_only(self, images: torch.Tensor, targets: torch.Tensor):
-        images = images.float()
-        if self.train:
-            if self.flip:
-                images = torch.where(torch.rand(len(images), 1, 1, 1, device=images.device) < 0.5, images.flip(-1), images)
-            if self.rotation or self.scale != (1.0, 1.0) or self.shift:
-                images, _ = self._warp(images, None)
-            if self.occluder_p > 0:
-                images, _ = self._occlude(images)
-        return (images - self.mean.to(images.device)) / self.std.to(images.device), {}, targets
-
-    def _flip(self, images: torch.Tensor, points: torch.Tensor):
+    def _flip(self, images: torch.Tensor, points: torch.Tensor | None):
         chosen = torch.rand(len(images), device=images.device) < 0.5
+        images = torch.where(chosen.view(-1, 1, 1, 1), images.flip(-1), images)
+        if points is None:
+            return images, None
         mirrored = points[:, self.flip_permutation.to(points.device)].clone()
         mirrored[..., 0] = 1 - mirrored[..., 0]
-        images = torch.where(chosen.view(-1, 1, 1, 1), images.flip(-1), images)
         return images, torch.where(chosen.view(-1, 1, 1), mirrored, points)
 
     def _warp(self, images: torch.Tensor, points: torch.Tensor | None):

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from orsanet.checkpoint import CheckpointError, default_preprocessing, load_model, save_model
 from orsanet.engine.config import TrainConfig
 from orsanet.engine.distributed import DistributedContext, init_distributed, resolve_device
+from orsanet.engine.mesh_batches import BatchAugment, warps
 from orsanet.engine.sam import SAM
 from orsanet.fileio import atomic_path, write_text_atomic
 from orsanet.losses import ORSANetObjective, soft_cross_entropy
@@ -190,14 +191,14 @@ class Trainer:
         model_values = {k: v for k, v in config.model.items() if k != "init"}
         model_config = ORSANetConfig(**{**model_values, "num_classes": model_values.get("num_classes", 7)})
         augment = config.augment
-        geometric = bool(augment.rotation or tuple(augment.scale) != (1.0, 1.0) or augment.shift)
-        batch_level = model_config.uses_mesh_priors or geometric  # augmentation on whole batches
+        # augmentation on whole batches
+        batch_level = model_config.uses_mesh_priors or warps(augment.rotation, augment.scale, augment.shift)
         self.train_set, self.valid_set, self.test_set = build_splits(config, model_config.input_size, batch_level)
         self.label_names = list(_base(self.train_set).label_names)
         model_values["num_classes"] = len(self.label_names)
         self.model = ORSANet(ORSANetConfig(**model_values), self.label_names)
         if config.model.get("init"):
-            self._load_init(config.model["init"])
+            initialise_from(self.model, config.model["init"], self.label_names)
         self.model.to(self.device)
         if run.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -249,12 +250,10 @@ class Trainer:
 
     def _attach_batch_augment(self) -> None:
         """Augmentation on whole batches: one warp moves pixels and mesh points together."""
-        from orsanet.engine.mesh_batches import BatchAugment
-        from orsanet.priors import FaceMesh
+        from orsanet.models.mesh_priors import mesh_flip_permutation
 
         augment, preprocessing = self.config.augment, default_preprocessing(self.model.config.input_size)
-        flips = FaceMesh(batch_size=1).flip_permutation
-        common = dict(flip_permutation=flips, mean=preprocessing["mean"], std=preprocessing["std"])
+        common = dict(flip_permutation=mesh_flip_permutation(), mean=preprocessing["mean"], std=preprocessing["std"])
         self.prepare_train = BatchAugment(**common, train=True, flip=augment.flip, rotation=augment.rotation,
                                           scale=tuple(augment.scale), shift=augment.shift,
                                           occluder_p=augment.erasing_p, occluder_area=tuple(augment.erasing_scale),
@@ -262,9 +261,6 @@ class Trainer:
         self.prepare_eval = BatchAugment(**common, train=False)
 
     # ----------------------------------------------------------------- state
-    def _load_init(self, path: str) -> None:
-        initialise_from(self.model, path, self.label_names)
-
     def _state(self, epoch: int) -> dict:
         return {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),

@@ -162,18 +162,23 @@ class ORSANet(nn.Module):
     def classify(self, images: torch.Tensor, landmark_prior: torch.Tensor | None = None,
                  parsing_prior: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
         """Logits ``(B, num_classes)``; ``flip`` averages them with the logits of the mirrored faces
-        (test-time augmentation). Mesh priors are fitted once and mirrored; network priors are
-        extracted again from the mirrored images."""
+        (test-time augmentation, see ``mirrored_logits``)."""
         landmark_prior, parsing_prior = self._complete_priors(images, landmark_prior, parsing_prior)
         logits = self(images, landmark_prior, parsing_prior).logits
-        if not flip:
-            return logits
+        return (logits + self.mirrored_logits(images, landmark_prior, parsing_prior)) / 2 if flip else logits
+
+    @torch.no_grad()
+    def mirrored_logits(self, images: torch.Tensor, landmark_prior: torch.Tensor | None = None,
+                        parsing_prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` of the horizontally mirrored ``images``: mesh priors (given, or
+        fitted once) are mirrored; network priors are extracted again from the mirrored images."""
         mirrored_landmarks = mirrored_parsing = None
         if self.uses_mesh_priors:
             from orsanet.models.mesh_priors import mirror_raw_priors
 
+            landmark_prior, parsing_prior = self._complete_priors(images, landmark_prior, parsing_prior)
             mirrored_landmarks, mirrored_parsing = mirror_raw_priors(landmark_prior, parsing_prior)
-        return (logits + self(images.flip(-1), mirrored_landmarks, mirrored_parsing).logits) / 2
+        return self(images.flip(-1), mirrored_landmarks, mirrored_parsing).logits
 
     def prior_sources(self) -> dict[str, nn.Module]:
         """The prior sources this configuration uses, by role."""
