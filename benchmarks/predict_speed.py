@@ -6,12 +6,14 @@
 
 Each image is read from disk, its faces detected, the face mesh fitted, the priors drawn, the
 face classified and explained (Grad-CAM), exactly as ``orsanet predict`` does (no pictures
-written). The first pass is a warm-up; the median of ``--runs`` timed passes is reported.
+written). The first pass is a warm-up; the median of ``--runs`` timed passes is reported,
+with the process's peak resident memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -49,7 +51,8 @@ def main() -> None:
     print(f"model {args.model} ({config.image_backbone}, {config.input_size} px), {args.threads} threads, "
           f"min face {args.min_face:g} px: "
           f"{faces} faces in {len(paths)} images per pass, {median:.2f} s -> {faces / median:.1f} faces/s "
-          f"({1000 * median / faces:.0f} ms per face, end to end)")
+          f"({1000 * median / faces:.0f} ms per face, end to end), "
+          f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
