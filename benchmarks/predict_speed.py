@@ -3,27 +3,77 @@
     python benchmarks/predict_speed.py                 # the packaged default model, the example photos
     python benchmarks/predict_speed.py --model runs/x/best.safetensors --repeat 20 --threads 2
     python benchmarks/predict_speed.py --min-face 1000     # no tiled search for small faces
+    python benchmarks/predict_speed.py --explain           # with the Grad-CAM pictures need
+    python benchmarks/predict_speed.py --against /tmp/orsanet-old   # side by side with an earlier checkout
 
-Each image is read from disk, its faces detected, the face mesh fitted, the priors drawn, the
-face classified and explained (Grad-CAM), exactly as ``orsanet predict`` does (no pictures
-written). The first pass is a warm-up; the median of ``--runs`` timed passes is reported,
-with the process's peak resident memory.
+Each image is read from disk, its faces detected, framed, the priors measured and the faces
+classified, exactly as ``orsanet predict`` does (no files written). The first pass is a warm-up;
+the median of ``--runs`` timed passes is reported, with the process's peak resident memory.
+``--against DIR`` runs DIR's own copy of this benchmark (an earlier version of orsanet, e.g. a
+``git worktree``) in turns with this one, in the same session, and prints the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from orsanet.predict import FacePredictor, predict_paths
-from orsanet.priors.face_search import DEFAULT_MIN_FACE
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def measure(args) -> str:
+    from orsanet.api import Recognizer
+
+    torch.set_num_threads(args.threads)
+    recognizer = Recognizer(args.model, min_face=args.min_face, batch_size=args.batch_size)
+    paths = args.images * args.repeat
+    list(recognizer.predict_paths(args.images, explain=args.explain, progress=False))  # warm-up
+    times, faces = [], 0
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        results = [result for result, _ in recognizer.predict_paths(paths, explain=args.explain, progress=False)]
+        times.append(time.perf_counter() - start)
+        faces = sum(len(result.faces) for result in results)
+    median = statistics.median(times)
+    config = recognizer.face_model.model.config
+    return (f"model {args.model} ({config.image_backbone}, {config.input_size} px), {args.threads} threads, "
+            f"min face {args.min_face:g} px{', explained' if args.explain else ''}: "
+            f"{faces} faces in {len(paths)} images per pass, {median:.2f} s -> {faces / median:.1f} faces/s "
+            f"({1000 * median / faces:.0f} ms per face, end to end), "
+            f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+def faces_per_second(line: str) -> float:
+    return float(re.search(r"([\d.]+) faces/s", line).group(1))
+
+
+def compare(args) -> None:
+    """This version and ``args.against``'s, in turns, each in its own process."""
+    ours = [sys.executable, __file__, "--model", args.model, "--repeat", str(args.repeat), "--runs", str(args.runs),
+            "--threads", str(args.threads), "--min-face", str(args.min_face)]
+    theirs = [sys.executable, str(Path(args.against) / "benchmarks" / "predict_speed.py"), "--model", args.model,
+              "--repeat", str(args.repeat), "--runs", str(args.runs), "--threads", str(args.threads),
+              "--min-face", str(args.min_face)]
+    env_theirs = {**os.environ, "PYTHONPATH": str(Path(args.against) / "src")}
+    figures = {"earlier": [], "this": []}
+    for turn in range(args.turns):
+        for name, command, env in (("earlier", theirs, env_theirs), ("this", ours, dict(os.environ))):
+            line = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout.strip()
+            line = line.splitlines()[-1]
+            figures[name].append(faces_per_second(line))
+            print(f"turn {turn + 1}, {name}: {line}", flush=True)
+    earlier, this = statistics.median(figures["earlier"]), statistics.median(figures["this"])
+    print(f"median of {args.turns} turns: earlier {earlier:.1f} faces/s, this {this:.1f} faces/s, "
+          f"ratio this/earlier {this / earlier:.2f}")
 
 
 def main() -> None:
@@ -33,26 +83,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10, help="each image this many times per pass")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE,
+    parser.add_argument("--batch-size", type=int, default=8, help="images whose faces are classified together")
+    parser.add_argument("--min-face", type=float, default=40,
                         help="as 'orsanet predict --min-face' (the tiled search for small faces costs time)")
+    parser.add_argument("--explain", action="store_true", help="also compute Grad-CAM, as --save-vis does")
+    parser.add_argument("--against", metavar="DIR", help="an earlier orsanet checkout to measure in turns with this one")
+    parser.add_argument("--turns", type=int, default=3, help="with --against: turns of each version")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    predictor = FacePredictor(args.model, min_face=args.min_face)
-    paths = args.images * args.repeat
-    predict_paths(predictor, args.images, progress=False)  # warm-up
-    times, faces = [], 0
-    for _ in range(args.runs):
-        start = time.perf_counter()
-        rows, _ = predict_paths(predictor, paths, progress=False)
-        times.append(time.perf_counter() - start)
-        faces = sum(1 for row in rows if row.error is None)
-    median = statistics.median(times)
-    config = predictor.model.config
-    print(f"model {args.model} ({config.image_backbone}, {config.input_size} px), {args.threads} threads, "
-          f"min face {args.min_face:g} px: "
-          f"{faces} faces in {len(paths)} images per pass, {median:.2f} s -> {faces / median:.1f} faces/s "
-          f"({1000 * median / faces:.0f} ms per face, end to end), "
-          f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if args.against:
+        compare(args)
+    else:
+        print(measure(args))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def measure(config: str, size: str, batch: int, steps: int, cached: bool, backbo
     from orsanet.engine.sam import SAM
     from orsanet.losses import ORSANetObjective
     from orsanet.models import ORSANet, ORSANetConfig, compact_config
-    from orsanet.models.mesh_priors import mesh_raw_priors
+    from orsanet.priors.face_priors import MeshPriors
 
     torch.manual_seed(0)
     objective = ORSANetObjective()
@@ -36,13 +36,12 @@ def measure(config: str, size: str, batch: int, steps: int, cached: bool, backbo
         model = ORSANet(compact_config(8)).train().to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
         images, passes = torch.randn(batch, 3, 56, 56).contiguous(memory_format=torch.channels_last), 1
-        points = torch.rand(batch, 468, 2) * 0.5 + 0.25  # stand-in for cached mesh points
+        pixels = torch.rand(batch, 3, 56, 56)
+        backend = MeshPriors()
+        geometry = {"points": torch.rand(batch, 468, 2) * 0.5 + 0.25, "presence": torch.ones(batch)}  # stand-in cache
 
-        def priors():
-            if not cached:
-                return {}  # the model fits the mesh on the crops itself
-            landmark, parsing = mesh_raw_priors(points, torch.ones(batch, dtype=torch.bool))
-            return {"landmark_prior": landmark, "parsing_prior": parsing}
+        def priors():  # cached: drawn from the cached geometry; live: the mesh measured on the crops first
+            return backend.draw(geometry if cached else backend.measure(pixels))
     else:
         model = ORSANet(ORSANetConfig(size=size, image_backbone=backbone)).train()
         optimizer = SAM([p for p in model.parameters() if p.requires_grad], torch.optim.Adam, rho=0.05, lr=1e-5)

@@ -7,8 +7,11 @@
    1024-px canvas; for each size it prints whether the detector finds it on the whole canvas and
    whether the tiled search finds it, with the face-mesh presence of the hit.
 2. False candidates (``--faceless``, e.g. the faceless sample pictures of scikit-image): every
-   candidate the tiles give, with its face-mesh presence. ``CANDIDATE_PRESENCE`` in
-   ``orsanet/predict.py`` must sit above these and below the presences of part 1.
+   candidate the tiles give, with its face-mesh presence. ``CANDIDATE_SCORE`` in
+   ``orsanet/inference/framing.py`` must sit above these and below the presences of part 1.
+
+The presence is measured as ``orsanet predict`` measures it: the mesh prior backend on the face's
+frame, cut and resized by the default model's input contract.
 """
 
 from __future__ import annotations
@@ -20,18 +23,24 @@ import numpy as np
 import torch
 from PIL import Image
 
-from orsanet.priors import FaceDetector, FaceMesh, roi_from_detection
+from orsanet.checkpoint import read_metadata
+from orsanet.priors import FaceDetector
+from orsanet.priors.face_priors import MeshPriors
 from orsanet.priors.face_search import find_faces
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SIZES = (400, 240, 160, 120, 90, 70, 55, 45, 38, 32, 26)
 
 
-def presences(mesh: FaceMesh, pixels: np.ndarray, detections) -> list[float]:
+CONTRACT = read_metadata("default").contract
+
+
+def presences(mesh: MeshPriors, pixels: np.ndarray, detections) -> list[float]:
     if not detections:
         return []
-    fit = mesh.fit([pixels] * len(detections), torch.stack([roi_from_detection(d) for d in detections]))
-    return [round(float(p), 2) for p in fit.presence]
+    photo = Image.fromarray(pixels)
+    crops = torch.stack([CONTRACT.cut(photo, CONTRACT.frame(d.box)) for d in detections])
+    return [round(float(p), 2) for p in mesh.face_score(mesh.measure(crops))]
 
 
 def main() -> None:
@@ -40,7 +49,7 @@ def main() -> None:
     parser.add_argument("--canvas", type=int, default=1024)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    detector, mesh = FaceDetector(), FaceMesh()
+    detector, mesh = FaceDetector(), MeshPriors()
     print(f"face box side (px) on a {args.canvas}-px canvas: found on the whole canvas / found by the tiled search "
           "(mesh presence)")
     for name in ("astronaut.jpg", "astronaut_masked.jpg"):

@@ -11,6 +11,7 @@ the training time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -52,9 +53,9 @@ def main() -> None:
     provenance = {**metadata.provenance, "training_minutes": round(minutes, 2),
                   "epochs_run": len(history) + sum(len(rows) for rows in earlier),
                   "runs": [run.name for run in args.earlier_run] + [args.run_dir.name]}
-    preprocessing = {**metadata.preprocessing, "color": args.color}
+    contract = dataclasses.replace(metadata.contract, color=args.color)
     args.destination.parent.mkdir(parents=True, exist_ok=True)
-    save_model(args.destination, model, metadata.label_names, preprocessing, metrics, provenance)
+    save_model(args.destination, model, metadata.label_names, contract, metrics, provenance)
     size_mb = args.destination.stat().st_size / 1e6
     print(f"{args.destination}: {size_mb:.1f} MB, labels {metadata.label_names}, metrics {json.dumps(metrics)}")
 

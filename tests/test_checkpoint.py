@@ -21,7 +21,7 @@ def test_save_and_load_round_trip(tiny_model, face_batch, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left behind
     metadata = read_metadata(path)
     assert metadata.label_names == ["neutral", "happiness", "anger"] and metadata.metrics == {"accuracy": 0.5}
-    assert metadata.config == tiny_model.config and metadata.preprocessing["input_size"] == 224
+    assert metadata.config == tiny_model.config and metadata.contract.input_size == 224
     loaded = load_model(path)
     with torch.no_grad():
         torch.testing.assert_close(loaded(face_batch).logits, tiny_model.eval()(face_batch).logits)

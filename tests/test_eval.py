@@ -4,6 +4,7 @@ not depend on the order in which the model stores its classes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,36 @@ def test_eval_subset_groups_results_by_condition_and_reports_corrupt_images(tmp_
     assert report["num_images"] == 3  # the broken image is left out, not replaced
     assert {name: group["num_images"] for name, group in report["per_condition"].items()} == {"mask": 2, "glasses": 1}
     assert any("broken.png" in name for name in report["dataset"]["unreadable_images"])
+
+
+def test_eval_defaults_find_the_kind_and_read_a_flat_class_tree(tmp_path, capsys):
+    from orsanet.cli import main
+
+    root = make_tree(tmp_path / "data") / "test"  # root/<class>/image: no split folder
+    labels = ["happiness", "neutral", "contempt"]
+    model = save_model(tmp_path / "m.safetensors", tiny_model(labels), labels)
+    out = tmp_path / "r.json"
+    assert main(["eval", str(model), str(root), "--json", str(out), "--workers", "0"]) == 0
+    report = json.loads(out.read_text())
+    assert report["num_images"] == sum(DATA_CLASSES.values()) and report["dataset"]["kind"] == "folder"
+    assert report["dataset"]["split"] is None
+
+
+def test_eval_crop_detect_frames_faces_like_predict_and_lists_faceless_images(tmp_path, capsys):
+    from orsanet.cli import main
+
+    astronaut = Image.open(Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg").convert("RGB")
+    root = tmp_path / "photos"
+    (root / "happiness").mkdir(parents=True)
+    (root / "neutral").mkdir()
+    astronaut.save(root / "happiness" / "face.jpg")
+    Image.new("RGB", (300, 200), (120, 120, 120)).save(root / "neutral" / "wall.jpg")
+    labels = ["happiness", "neutral"]
+    model = save_model(tmp_path / "m.safetensors", tiny_model(labels), labels)
+    out = tmp_path / "r.json"
+    assert main(["eval", str(model), str(root), "--crop", "detect", "--json", str(out), "--workers", "0",
+                 "--per-image"]) == 0
+    report = json.loads(out.read_text())
+    assert report["num_images"] == 1 and report["per_image"]["names"] == ["happiness/face.jpg"]
+    assert [Path(p).name for p in report["dataset"]["images_without_face"]] == ["wall.jpg"]
+    assert "no face found in 1 images" in capsys.readouterr().out

@@ -12,12 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from orsanet.checkpoint import DEFAULT_MODEL_PATH, default_preprocessing, save_model
+from orsanet.checkpoint import DEFAULT_MODEL_PATH, save_model
 from orsanet.cli import main
+from orsanet.contract import InputContract
 from orsanet.labels import dataset_label_names
 from orsanet.models import ORSANet, compact_config
-from orsanet.models.mesh_priors import mesh_raw_priors
 from orsanet.priors import FaceDetector, FaceMesh, flip_parsing_map, roi_from_detection
+from orsanet.priors.face_priors import MeshPriors
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ASTRONAUT = EXAMPLES / "astronaut.jpg"
@@ -29,8 +30,8 @@ def tiny_model(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     labels = dataset_label_names("ferplus")
     model = ORSANet(compact_config(len(labels), dim=32, num_heads=4), labels)
-    preprocessing = {**default_preprocessing(56), "color": "gray"}
-    return save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", model, labels, preprocessing)
+    contract = InputContract(56, color="gray")
+    return save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", model, labels, contract)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_priors_on_the_example_photo_and_its_mirror(astronaut):
     side = x1 - x0
     points01 = (fit.landmarks[0, :, :2] - torch.tensor([x0, y0])) / side
     points01_m = (fit.landmarks[1, :, :2] - torch.tensor([width - x1, y0])) / side
-    _, parsing = mesh_raw_priors(torch.stack([points01, points01_m]), torch.ones(2, dtype=torch.bool))
+    parsing = MeshPriors().draw({"points": torch.stack([points01, points01_m]), "presence": torch.ones(2)})["parsing_prior"]
     assert (flip_parsing_map(parsing[:1]) - parsing[1:]).abs().mean() < 0.03
     assert parsing[0, 1:].sum() > 100  # a face was drawn
 
@@ -202,3 +203,82 @@ def test_predict_finds_a_small_face_and_only_it(tiny_model, astronaut, tmp_path,
     faces = json.loads(out.read_text())["faces"]
     assert code == 0 and len(faces) == 1 and faces[0]["error"] is None and faces[0]["prior_valid"]
     assert main(["predict", str(ASTRONAUT), "--model", str(tiny_model), "--min-face", "0"]) == 2
+
+
+def test_recognizer_takes_paths_pil_images_and_arrays(tiny_model, astronaut):
+    from orsanet import Recognizer
+
+    recognizer = Recognizer(tiny_model)
+    by_path = recognizer.predict(ASTRONAUT)
+    by_image = recognizer.predict(Image.fromarray(astronaut))
+    by_array = recognizer.predict(astronaut)
+    assert len(by_path) == len(by_image) == len(by_array) == 1
+    face = by_array[0]
+    assert face.probabilities == pytest.approx(by_path[0].probabilities, abs=1e-6)
+    assert face.expression == max(face.probabilities, key=face.probabilities.get) and face.prior_valid
+    assert face.landmarks.shape == (468, 2) and face.heatmap is None  # no explanation unless asked
+    x0, y0, x1, y1 = face.box
+    assert ((face.landmarks >= [x0 - 20, y0 - 20]) & (face.landmarks <= [x1 + 20, y1 + 20])).mean() > 0.95
+    row = face.to_dict()
+    assert set(row) == {"face", "box", "expression", "confidence", "probabilities", "prior_valid", "detection_score"}
+    json.dumps(face.to_dict(landmarks=True))
+    explained = recognizer.predict(astronaut, explain=True)[0]
+    assert explained.heatmap.shape == (7, 7) and explained.parsing.shape == (11, 28, 28)
+    assert recognizer.annotate(astronaut, [explained]).height > astronaut.shape[0]
+    with pytest.raises(TypeError, match="expected a path"):
+        recognizer.predict(42)
+
+
+def test_predict_computes_grad_cam_only_for_pictures(tiny_model, tmp_path, capsys, monkeypatch):
+    import orsanet.inference.pipeline as pipeline
+
+    calls = []
+    real = pipeline.grad_cam
+    monkeypatch.setattr(pipeline, "grad_cam", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert run_predict([str(ASTRONAUT), "--model", str(tiny_model)], capsys)[0] == 0
+    assert calls == []
+    assert run_predict([str(ASTRONAUT), "--model", str(tiny_model), "--save-vis", str(tmp_path / "v")], capsys)[0] == 0
+    assert calls == [1]
+
+
+def test_rows_are_streamed_to_disk_as_they_come(tiny_model, astronaut, tmp_path, capsys, monkeypatch):
+    """A crash in the middle of a run keeps the rows of every image done before it."""
+    from orsanet.inference.pipeline import FacePipeline
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(3):
+        Image.fromarray(astronaut).save(folder / f"img{k}.jpg")
+    real = FacePipeline.__call__
+    seen = []
+
+    def crash_on_the_third(self, photos, **kwargs):
+        seen.extend(photos)
+        if len(seen) == 3:
+            raise RuntimeError("simulated crash")
+        return real(self, photos, **kwargs)
+
+    monkeypatch.setattr(FacePipeline, "__call__", crash_on_the_third)
+    out_json, out_csv = tmp_path / "p.json", tmp_path / "p.csv"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(["predict", str(folder), "--model", str(tiny_model), "--json", str(out_json), "--csv", str(out_csv),
+              "--batch-size", "1"])
+    rows = json.loads(out_json.read_text())["faces"]  # closed on the way out: valid JSON
+    assert [Path(r["file"]).name for r in rows] == ["img0.jpg", "img1.jpg"]
+    lines = out_json.read_text().splitlines()  # a process killed outright leaves one row per line
+    assert [json.loads(line.rstrip(","))["file"] for line in lines[1:3]] == [r["file"] for r in rows]
+    assert len(list(csv.DictReader(out_csv.open()))) == 2
+
+
+def test_json_output_is_valid_json_for_odd_file_names(tiny_model, astronaut, tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = os.fsdecode(b"caf\xe9.jpg")  # not valid UTF-8
+    Image.fromarray(astronaut).save(folder / odd)
+    out_json, out_csv = tmp_path / "p.json", tmp_path / "p.csv"
+    assert run_predict([str(folder), "--model", str(tiny_model), "--json", str(out_json), "--csv", str(out_csv)],
+                       capsys)[0] == 0
+    assert len(json.loads(out_json.read_text())["faces"]) == 1
+    assert out_csv.read_bytes().count(b"\n") == 2

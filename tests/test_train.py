@@ -44,11 +44,42 @@ def run_cli(args: list[str], env: dict | None = None) -> subprocess.CompletedPro
 def test_config_overrides_and_errors(tmp_path):
     config = load_config(None, ["optim.recipe=adamw_cosine", "optim.lr=0.001", "data.kind=folder"])
     assert config.optim.lr == 0.001 and config.optim.weight_decay == 0.05 and config.data.kind == "folder"
-    with pytest.raises(ConfigError, match="unknown keys colour"):
+    with pytest.raises(ConfigError, match="unknown keys run.colour"):
         load_config(None, ["run.colour=red"])
     (tmp_path / "bad.yaml").write_text("model: [unclosed")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=fast", "optim.lr: expected a number, got 'fast'"),
+    ("optim.epochs=two", "optim.epochs: expected an integer"),
+    ("optim.batch_size=-4", "optim.batch_size: must be positive"),
+    ("optim=5", "optim: expected a section"),
+    ("augment.flip=maybe", "augment.flip: expected true or false"),
+    ("augment.scale=0.9", "augment.scale: expected two numbers"),
+    ("model.sise=tiny", "model: unknown keys sise"),
+    ("model.size=huge", "model: size must be one of"),
+    ("model.dim=wide", "model.dim: expected an integer"),
+    ("data.color=blue", "data.color: must be one of auto, rgb, gray"),
+])
+def test_config_errors_are_one_line_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [override])
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_resume_refuses_a_changed_config_unless_told(folder_data, tmp_path):
+    common = ["train", "--set", f"data.root={folder_data}", "--set", "data.kind=folder", "--set", "data.valid_split=null",
+              "--set", "data.valid_fraction=0.25", "--set", "data.num_workers=0", "--set", "optim.epochs=1",
+              "--set", "optim.batch_size=6", "--set", "run.threads=1", "--set", "run.max_train_batches=1",
+              "--set", f"run.output_dir={tmp_path / 'run'}"] + [x for item in TINY_MODEL for x in ("--set", item)]
+    assert run_cli(common).returncode == 0
+    changed = run_cli(common + ["--set", "optim.lr=0.5", "--resume"])
+    assert changed.returncode == 2 and "optim.lr: 1e-05 -> 0.5" in changed.stderr
+    assert "--allow-config-change" in changed.stderr and "Traceback" not in changed.stderr
+    allowed = run_cli(common + ["--set", "optim.lr=0.5", "--resume", "--allow-config-change"])
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
 
 
 def test_sampler_is_balanced_and_depends_only_on_seed_and_epoch():
@@ -142,9 +173,9 @@ def test_init_from_a_backbone_trained_alone_keeps_it_and_leaves_the_prior_branch
     with pytest.raises(ValueError, match="alone.safetensors: labels"):
         initialise_from(full, path, ["a", "b", "c"])
     wider = ORSANet(ORSANetConfig(**{**settings, "dim": 48}))
-    with pytest.raises(CheckpointError, match="alone.safetensors: does not fit this model"):
+    with pytest.raises(CheckpointError, match="alone.safetensors: shape mismatch"):
         initialise_from(wider, path, list(CLASSES))
     # the other way round: a full model does not fit a backbone-only model (unexpected keys)
     full_path = save_model(tmp_path / "full.safetensors", full, list(CLASSES))
-    with pytest.raises(CheckpointError, match="full.safetensors: does not fit this model .* unexpected"):
+    with pytest.raises(CheckpointError, match="full.safetensors: .* unexpected keys"):
         initialise_from(ORSANet(ORSANetConfig(**settings, use_ssgm=False, use_mcm=False)), full_path, list(CLASSES))

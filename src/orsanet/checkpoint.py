@@ -4,11 +4,12 @@ The metadata (safetensors header, key ``"orsanet"``) holds::
 
     {"format": "orsanet", "format_version": 1,
      "config": {...ORSANetConfig...}, "label_names": [...],
-     "preprocessing": {"input_size": 224, "mean": [...], "std": [...], ...},
+     "preprocessing": {...the input contract, orsanet.contract.InputContract...},
      "metrics": {...}, "provenance": {...}}
 
-Models are built from the config first and the weights are loaded as a separate step;
-nothing is ever unpickled.
+Models are built from the config first and the weights are loaded as a separate step
+(``orsanet.weights.load_weights``); nothing is ever unpickled. Every problem with a file is a
+one-line ``CheckpointError`` naming it.
 """
 
 from __future__ import annotations
@@ -22,38 +23,28 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from orsanet.contract import ContractError, InputContract
 from orsanet.fileio import atomic_path
 from orsanet.models import ORSANet, ORSANetConfig
+from orsanet.weights import CheckpointError, load_weights
 
 FORMAT_NAME = "orsanet"
 FORMAT_VERSION = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_MODEL_PATH = Path(__file__).parent / "weights" / "default.safetensors"
-
-
-class CheckpointError(ValueError):
-    """A model file that cannot be read or does not fit the model it describes."""
-
-
-def default_preprocessing(input_size: int = 224) -> dict:
-    """The input contract of the paper configuration: RGB face crops, resized, ImageNet-normalised."""
-    return {"input_size": input_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-            "color": "rgb", "interpolation": "bilinear"}
 
 
 @dataclass
 class ModelMetadata:
     config: ORSANetConfig
     label_names: list[str]
-    preprocessing: dict = field(default_factory=default_preprocessing)
+    contract: InputContract = field(default_factory=InputContract)
     metrics: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                            "config": self.config.to_dict(), "label_names": self.label_names,
-                           "preprocessing": self.preprocessing, "metrics": self.metrics,
+                           "preprocessing": self.contract.to_dict(), "metrics": self.metrics,
                            "provenance": self.provenance}, sort_keys=True)
 
 
@@ -67,14 +58,16 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
 
 
 def save_model(path: str | os.PathLike, model: ORSANet, label_names: list[str] | None = None,
-               preprocessing: dict | None = None, metrics: dict | None = None,
+               contract: InputContract | None = None, metrics: dict | None = None,
                provenance: dict | None = None) -> Path:
-    """Write ``model`` (weights + metadata) atomically to ``path`` and return the path."""
+    """Write ``model`` (weights + metadata) atomically to ``path`` and return the path.
+
+    ``contract`` defaults to the model's own (a loaded model), else RGB at the config's input size."""
     label_names = list(label_names or model.label_names or [])
     if len(label_names) != model.config.num_classes:
         raise CheckpointError(f"{path}: {len(label_names)} label names for {model.config.num_classes} classes")
-    metadata = ModelMetadata(model.config, label_names, preprocessing or default_preprocessing(model.config.input_size),
-                             metrics or {}, provenance or {})
+    contract = contract or getattr(model, "contract", None) or InputContract(model.config.input_size)
+    metadata = ModelMetadata(model.config, label_names, contract, metrics or {}, provenance or {})
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
     with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata={FORMAT_NAME: metadata.to_json()})
@@ -94,44 +87,55 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     if raw is None:
         raise CheckpointError(f"{path}: safetensors file without orsanet metadata "
                               "(official .pth checkpoints need 'orsanet convert-official' first)")
-    values = json.loads(raw)
-    if values.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {values['format_version']} is newer than this orsanet reads")
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: metadata is not valid JSON ({error.msg})") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: metadata must be a JSON object")
+    if not isinstance(values.get("format_version", 0), int) or values.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {values.get('format_version')!r} is not one this orsanet reads")
     try:
         config = ORSANetConfig.from_dict(values["config"])
-    except (KeyError, TypeError, ValueError) as error:
+    except KeyError:
+        raise CheckpointError(f"{path}: metadata has no model config") from None
+    except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: bad model config in metadata ({error})") from None
-    return ModelMetadata(config, values["label_names"], values.get("preprocessing", default_preprocessing()),
-                         values.get("metrics", {}), values.get("provenance", {}))
+    labels = values.get("label_names")
+    if not isinstance(labels, list) or not all(isinstance(name, str) and name for name in labels):
+        raise CheckpointError(f"{path}: label_names must be a list of names, got {labels!r}")
+    if len(labels) != config.num_classes:
+        raise CheckpointError(f"{path}: {len(labels)} label names for a {config.num_classes}-class model")
+    if "preprocessing" not in values:
+        raise CheckpointError(f"{path}: metadata has no preprocessing block (the model's input contract)")
+    try:
+        contract = InputContract.from_dict(values["preprocessing"])
+    except (ContractError, TypeError) as error:
+        raise CheckpointError(f"{path}: bad preprocessing in metadata ({error})") from None
+    if contract.input_size != config.input_size:
+        raise CheckpointError(f"{path}: preprocessing input_size {contract.input_size} differs from the model's "
+                              f"{config.input_size}")
+    return ModelMetadata(config, labels, contract, values.get("metrics", {}), values.get("provenance", {}))
 
 
-def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Raise a one-line CheckpointError naming ``source`` on any missing, unexpected or mis-shaped key."""
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    if missing:
-        raise CheckpointError(f"{source}: {len(missing)} missing keys, e.g. {', '.join(missing[:3])}")
-    if unexpected:
-        raise CheckpointError(f"{source}: {len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:3])}")
-    for key, value in expected.items():
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise CheckpointError(f"{source}: shape mismatch for {key}: file has {tuple(state[key].shape)}, "
-                                  f"model expects {tuple(value.shape)}")
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file (on the CPU)."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: cannot read the weights ({error})") from None
 
 
 def load_model(path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> ORSANet:
-    """Build the model a file describes, load its weights and return it in eval mode.
+    """Build the model a file describes, load its weights (strictly) and return it in eval mode.
 
-    The model carries ``label_names``, ``preprocessing`` and ``metadata`` from the file.
+    The model carries ``label_names``, ``contract`` (its input contract) and ``metadata`` from the file.
     """
     path = resolve_model_path(path)
     metadata = read_metadata(path)
     model = ORSANet(metadata.config, metadata.label_names)
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        state = {key: handle.get_tensor(key) for key in handle.keys()}
-    check_state_dict(model, state, str(path))
-    model.load_state_dict(state)
-    model.preprocessing = metadata.preprocessing
+    load_weights(model, read_weights(path), str(path))
+    model.contract = metadata.contract
     model.metadata = metadata
     return model.to(device).eval()

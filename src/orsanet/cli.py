@@ -85,7 +85,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     metadata = read_metadata(args.model)
     print(json.dumps({"file": str(resolve_model_path(args.model)), "config": metadata.config.to_dict(),
-                      "label_names": metadata.label_names, "preprocessing": metadata.preprocessing,
+                      "label_names": metadata.label_names, "preprocessing": metadata.contract.to_dict(),
+                      "prior_backend": metadata.config.prior_backend,
                       "metrics": metadata.metrics, "provenance": metadata.provenance}, indent=2))
     return 0
 
@@ -95,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from orsanet.engine.train import train
 
     config = load_config(args.config, args.set or [])
-    summary = train(config, resume=args.resume)
+    summary = train(config, resume=args.resume, allow_config_change=args.allow_config_change)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -103,85 +104,82 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from orsanet.engine.evaluate import evaluate
 
-    occlusion = tuple(float(a) for a in args.occlusion.split(",")) if args.occlusion else ()
+    try:
+        occlusion = tuple(float(a) for a in args.occlusion.split(",")) if args.occlusion else ()
+    except ValueError:
+        raise UsageError(f"--occlusion takes areas such as 0.1,0.2,0.3, got {args.occlusion!r}") from None
+    if any(not 0 < a < 1 for a in occlusion):
+        raise UsageError(f"--occlusion areas must lie between 0 and 1, got {args.occlusion}")
     report = evaluate(args.model, args.data, args.kind, args.split, args.subset, args.label_mode, args.batch_size,
-                      args.workers, args.device, occlusion, args.json, flip=args.flip)
+                      args.workers, args.device, occlusion, args.json, flip=args.flip, crop=args.crop,
+                      min_face=args.min_face, per_image=args.per_image)
     print(f"{report['num_images']} images: accuracy {report['accuracy']:.4f}, mean class accuracy "
           f"{report['mean_class_accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}")
+    if report["dataset"]["images_without_face"]:
+        print(f"no face found in {len(report['dataset']['images_without_face'])} images (left out; listed in the report)")
     for area, figures in report.get("occlusion", {}).items():
         print(f"occlusion {float(area):.0%}: accuracy {figures['accuracy']:.4f}, "
               f"mean class accuracy {figures['mean_class_accuracy']:.4f}")
     return 0
 
 
-def _write_rows(rows, labels: list[str], json_path: str | None, csv_path: str | None) -> None:
-    """One row per face (or per unreadable / faceless input) as JSON and/or CSV, written atomically."""
-    import csv
-    import dataclasses
-    import io
-
-    from orsanet.fileio import write_text_atomic
-
-    records = [dataclasses.asdict(row) for row in rows]
-    if json_path:
-        write_text_atomic(json_path, json.dumps({"labels": labels, "faces": records}, indent=2))
-    if csv_path:
-        buffer = io.StringIO()
-        columns = ["file", "frame", "face", "x0", "y0", "x1", "y1", "expression", "confidence",
-                   *[f"p_{name}" for name in labels], "prior_valid", "error"]
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            box = dict(zip(("x0", "y0", "x1", "y1"), row.box or [None] * 4))
-            writer.writerow({"file": row.file, "frame": row.frame, "face": row.face, **box,
-                             "expression": row.expression, "confidence": row.confidence,
-                             **{f"p_{name}": row.probabilities.get(name) for name in labels},
-                             "prior_valid": row.prior_valid, "error": row.error})
-        write_text_atomic(csv_path, buffer.getvalue())
+def _print_result(result) -> None:
+    """The predict table's lines for one image or frame: a line per face, or one saying why there is none."""
+    name = result.file.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # any file name prints
+    name = name if len(name) <= 40 else "…" + name[-39:]
+    frame = "" if result.frame is None else str(result.frame)
+    if result.error or not result.faces:
+        print(f"{name:40s} {frame:>5s} {'-':>4s}  {result.error or 'no face found'}", flush=True)
+    for face in result.faces:
+        box = ",".join(f"{v:.0f}" for v in face.box)
+        print(f"{name:40s} {frame:>5s} {face.index:>4d}  {face.expression:12s} {face.confidence:5.2f}  {box}"
+              + ("" if face.prior_valid else "  (no prior)"), flush=True)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from orsanet.api import Recognizer
     from orsanet.fileio import atomic_path
-    from orsanet.predict import FacePredictor, predict_paths
+    from orsanet.inference.writers import RowWriter
 
     if args.every < 1:
         raise UsageError(f"--every must be at least 1, got {args.every}")
     if args.min_face <= 0:
         raise UsageError(f"--min-face must be positive, got {args.min_face}")
-    predictor = FacePredictor(args.model, args.device, args.min_confidence, flip=args.flip, min_face=args.min_face)
-    draw, out_dir = None, None
-    if args.save_vis:
-        from orsanet.visualize import annotate
-
-        out_dir = Path(args.save_vis)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written: set[str] = set()
-
-        def draw(image, analyses, path, frame):
-            stem = path.stem + (f"_frame{frame:06d}" if frame is not None else "")
-            name, copy = f"{stem}.png", 1
-            while name in written:  # two inputs with the same name (in different folders)
-                copy += 1
-                name = f"{stem}_{copy}.png"
-            written.add(name)
-            with atomic_path(out_dir / name) as temporary:
-                annotate(image, analyses, predictor.labels).save(temporary, format="PNG")
-
-    rows, readable = predict_paths(predictor, args.paths, args.every, on_image=draw, exclude=out_dir)
-    _write_rows(rows, predictor.labels, args.json, args.csv)
+    recognizer = Recognizer(args.model, args.device, flip=args.flip, min_face=args.min_face,
+                            min_confidence=args.min_confidence, batch_size=args.batch_size)
+    out_dir = Path(args.save_vis) if args.save_vis else None
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"--save-vis {out_dir}: cannot make the folder ({error.strerror or error})") from None
+    try:
+        writer = RowWriter(recognizer.labels, args.json, args.csv)
+    except OSError as error:
+        raise UsageError(f"cannot write the results: {error}") from None
+    written: set[str] = set()
+    faces = readable = 0
     print(f"{'file':40s} {'frame':>5s} {'face':>4s}  {'expression':12s} {'prob':>5s}  box")
-    for row in rows:
-        name = row.file if len(row.file) <= 40 else "…" + row.file[-39:]
-        frame = "" if row.frame is None else str(row.frame)
-        if row.error:
-            print(f"{name:40s} {frame:>5s} {'-':>4s}  {row.error}")
-        else:
-            box = ",".join(f"{v:.0f}" for v in row.box)
-            print(f"{name:40s} {frame:>5s} {row.face:>4d}  {row.expression:12s} {row.confidence:5.2f}  {box}"
-                  + ("" if row.prior_valid else "  (no mesh fit)"))
-    faces = sum(1 for row in rows if row.error is None)
+    with writer:
+        for result, image in recognizer.predict_paths(args.paths, args.every, explain=out_dir is not None,
+                                                      exclude=out_dir):
+            writer.write(result)
+            _print_result(result)
+            faces += len(result.faces)
+            if image is None:
+                continue
+            readable += 1
+            if out_dir is not None:
+                stem = Path(result.file).stem[:100] + (f"_frame{result.frame:06d}" if result.frame is not None else "")
+                name, copy = f"{stem}.png", 1
+                while name in written:  # two inputs with the same name (in different folders)
+                    copy += 1
+                    name = f"{stem}_{copy}.png"
+                written.add(name)
+                with atomic_path(out_dir / name) as temporary:
+                    recognizer.annotate(image, result.faces).save(temporary, format="PNG")
     log.info("%d faces in %d readable images/frames", faces, readable)
     if readable == 0:
         print("orsanet: error: nothing could be read", file=sys.stderr)
@@ -224,14 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML file (see configs/)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-4")
     train.add_argument("--resume", action="store_true", help="continue the run in run.output_dir")
+    train.add_argument("--allow-config-change", action="store_true",
+                       help="with --resume: continue even though the config differs from the run's")
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a model file on a dataset split")
     evaluate.add_argument("model", help="model file, or 'default'")
     evaluate.add_argument("data", help="dataset root")
-    evaluate.add_argument("--kind", default="folder",
-                          help="dataset kind: ferplus, fer2013, rafdb, affectnet7, affectnet8, folder or auto")
-    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--kind", default="auto",
+                          help="dataset kind: auto (default: told by its files), ferplus, fer2013, rafdb, affectnet7, "
+                               "affectnet8 or folder")
+    evaluate.add_argument("--split", default=None,
+                          help="split to evaluate (default: test; a folder tree without test/ is read whole)")
+    evaluate.add_argument("--crop", choices=("none", "detect"), default="none",
+                          help="none: the images are face crops; detect: find and frame the face as predict does")
+    evaluate.add_argument("--min-face", type=float, default=20.0, metavar="PX",
+                          help="with --crop detect: the smallest face to search for (default 20)")
+    evaluate.add_argument("--per-image", action="store_true", help="also write every image's probabilities (--json)")
     evaluate.add_argument("--subset", help="text file of image names (name [label [condition]])")
     evaluate.add_argument("--label-mode", default="majority", help="FERPlus: majority or argmax")
     evaluate.add_argument("--occlusion", help="also under random-square occlusion of these areas, e.g. 0.1,0.2,0.3")
@@ -255,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="smallest face to search for, in pixels of the photo (default 40; smaller is slower)")
     predict.add_argument("--flip", action="store_true",
                          help="test-time augmentation: average each face's prediction with its mirror image's")
+    predict.add_argument("--batch-size", type=int, default=8, help="images or frames classified together")
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(handler=cmd_predict)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from orsanet.checkpoint import CheckpointError, check_state_dict
+from orsanet.weights import CheckpointError, load_weights
 from orsanet.models import MCM_DEPTHS, ORSANet, ORSANetConfig
 
 log = logging.getLogger(__name__)
@@ -120,40 +120,23 @@ def convert_official(source: str | os.PathLike, num_classes: int, size: str = "l
         raise CheckpointError(f"{source}: the checkpoint is ORSANet-{found_size}, --size says {size}")
     state, report = map_official_keys(official, str(source))
     model = ORSANet(ORSANetConfig(num_classes=num_classes, size=size), label_names)
-    check_state_dict(model, state, str(source))
-    model.load_state_dict(state)
+    load_weights(model, state, str(source))
     return model.eval(), report
 
 
 def load_component(model: ORSANet, path: str | os.PathLike, target_prefix: str, source_prefix: str = "",
-                   container_keys: tuple[str, ...] = (), ignore_prefixes: tuple[str, ...] = ()) -> list[str]:
+                   container_keys: tuple[str, ...] = ()) -> list[str]:
     """Load one pretrained component file into the part of ``model`` under ``target_prefix``.
 
     Every model key under the prefix must be found with the same shape; keys of the file that the
     model does not use are returned (for the log).
     """
     state = read_torch_state(path, container_keys)
-    expected = {key: value for key, value in model.state_dict().items() if key.startswith(target_prefix)}
-    loaded, unused = {}, []
-    for key, value in state.items():
-        if not key.startswith(source_prefix) or key.startswith(ignore_prefixes):
-            unused.append(key)
-            continue
-        target = target_prefix + key[len(source_prefix):]
-        if target in expected:
-            loaded[target] = value
-        else:
-            unused.append(key)
-    missing = [key for key in expected if key not in loaded]
-    if missing:
-        raise CheckpointError(f"{path}: {len(missing)} keys missing for {target_prefix.rstrip('.')}, "
-                              f"e.g. {', '.join(missing[:3])}")
-    for key, value in loaded.items():
-        if value.shape != expected[key].shape:
-            raise CheckpointError(f"{path}: shape mismatch for {key}: file has {tuple(value.shape)}, "
-                                  f"model expects {tuple(expected[key].shape)}")
-    model.load_state_dict(loaded, strict=False)
-    return unused
+    expected = {key[len(target_prefix):] for key in model.state_dict() if key.startswith(target_prefix)}
+    loaded = {key[len(source_prefix):]: value for key, value in state.items()
+              if key.startswith(source_prefix) and key[len(source_prefix):] in expected}
+    load_weights(model, loaded, str(path), prefix=target_prefix)
+    return [key for key in state if not (key.startswith(source_prefix) and key[len(source_prefix):] in expected)]
 
 
 def assemble_from_components(ir50: str | os.PathLike, mobilefacenet: str | os.PathLike,

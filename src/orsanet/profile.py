@@ -88,8 +88,14 @@ def profile_model(model: ORSANet, input_size: int | None = None) -> ModelProfile
     model.eval()
     try:
         device = next(model.parameters()).device
+        priors = {}
+        if model.prior_backend is not None:  # raw priors of a face on which nothing was measured: same cost
+            from orsanet.priors.face_priors import prior_backend
+
+            backend = prior_backend(model.prior_backend)
+            priors = {k: v.to(device) for k, v in backend.draw(backend.empty(1)).items()}
         with torch.no_grad(), counter, recorder:
-            model(torch.zeros(1, 3, input_size, input_size, device=device))
+            model(torch.zeros(1, 3, input_size, input_size, device=device), **priors)
     finally:
         model.train(was_training)
     flops = {name.removeprefix(f"{type(model).__name__}."): sum(ops.values())
@@ -106,7 +112,7 @@ def profile_model(model: ORSANet, input_size: int | None = None) -> ModelProfile
             rows[component].used += parameter.numel() if id(parameter) in recorder.seen else 0
     for name, prefixes in COMPONENTS:
         rows[name].macs = sum(flops.get(prefix, 0) for prefix in prefixes) // 2
-    if model.uses_mesh_priors:
+    if model.prior_backend == "mesh":
         rows["face mesh (frozen, shipped)"] = _face_mesh_profile()
     return ModelProfile([row for row in rows.values() if row.parameters or row.macs], input_size)
 

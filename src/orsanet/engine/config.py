@@ -13,6 +13,8 @@ A config has six sections (see ``configs/*.yaml``)::
 
 from __future__ import annotations
 
+import math
+import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ class DataConfig:
     train_vote_targets: bool = False  # FERPlus: train on the kept images' vote distributions (soft targets)
     subset: str | None = None
     num_workers: int = 2
+    color: str = "auto"  # the model's input colour: auto (grey for grey datasets), rgb or gray
 
 
 @dataclass
@@ -106,16 +109,111 @@ class ConfigError(ValueError):
     """A bad config file or override, reported in one line."""
 
 
-def _build(cls, values: dict, where: str):
+# Values that must be positive (> 0) or at least 0, by dotted key.
+POSITIVE = {"optim.lr", "optim.batch_size", "optim.epochs", "optim.gamma", "loss.smoothing_weight",
+            "model.dim", "model.num_heads", "model.input_size", "model.num_classes", "model.mlp_ratio",
+            "run.max_train_batches", "run.max_eval_batches", "run.threads", "run.max_minutes"}
+NON_NEGATIVE = {"optim.weight_decay", "optim.sam_rho", "optim.warmup_epochs", "loss.warmup_epochs", "loss.smoothing",
+                "loss.dare_weight", "data.num_workers", "data.valid_fraction", "augment.erasing_p",
+                "augment.rotation", "augment.shift", "augment.prior_dropout", "model.drop_path"}
+CHOICES = {"data.color": ("auto", "rgb", "gray"), "loss.dare_form": ("additive", "multiplicative"),
+           "run.select_metric": ("accuracy", "mean_class_accuracy", "macro_f1")}
+
+
+def check_value(key: str, value, annotation: str):
+    """``value`` as the type ``annotation`` names (ints for floats, lists for tuples), or a one-line ConfigError."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key}: a value is required")
+    base = annotation.replace("| None", "").strip()
+
+    def wrong(expected: str):
+        return ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+    elif base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("an integer")
+    elif base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise wrong("a number")
+        value = float(value)
+    elif base == "str":
+        if not isinstance(value, str):
+            raise wrong("a string")
+    elif base.startswith("tuple"):
+        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise wrong("two numbers, e.g. [0.9, 1.1]")
+        value = tuple(float(v) for v in value)
+    elif base == "dict":
+        if not isinstance(value, dict):
+            raise wrong("a mapping")
+    if key in POSITIVE and not value > 0:
+        raise ConfigError(f"{key}: must be positive, got {value!r}")
+    if key in NON_NEGATIVE and (value < 0 if not isinstance(value, tuple) else min(value) < 0):
+        raise ConfigError(f"{key}: must not be negative, got {value!r}")
+    if CHOICES.get(key) and value not in CHOICES[key]:
+        raise ConfigError(f"{key}: must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    return value
+
+
+def _build(cls, values, where: str, prefix: str = ""):
+    """A config dataclass from a mapping; ``prefix`` is the dotted section (``"optim."``)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'config'}: expected a section (key: value lines), "
+                          f"got {values!r}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {', '.join(unknown)} (known: {', '.join(known)})")
+        raise ConfigError(f"{where}: unknown keys {', '.join(prefix + u for u in unknown)} "
+                          f"(known: {', '.join(known)})")
     kwargs = {}
     for name, value in values.items():
         default = getattr(cls(), name)
-        kwargs[name] = _build(type(default), value or {}, f"{where}.{name}") if is_dataclass(default) else value
+        if is_dataclass(default):
+            kwargs[name] = _build(type(default), value or {}, where, f"{prefix}{name}.")
+            continue
+        try:
+            kwargs[name] = check_value(prefix + name, value, str(known[name].type))
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
     return cls(**kwargs)
+
+
+def model_config(values: dict, num_classes: int | None = None):
+    """The ``model`` section (ORSANetConfig fields, plus ``init``) -> ORSANetConfig, or a one-line ConfigError."""
+    from orsanet.models import ORSANetConfig
+
+    known = {f.name: f for f in fields(ORSANetConfig)}
+    unknown = sorted(set(values) - set(known) - {"init"})
+    if unknown:
+        raise ConfigError(f"model: unknown keys {', '.join(unknown)} (known: init, {', '.join(known)})")
+    checked = {name: check_value(f"model.{name}", value, str(known[name].type))
+               for name, value in values.items() if name != "init"}
+    if "init" in values and not isinstance(values["init"], (str, type(None))):
+        raise ConfigError(f"model.init: expected a model file, got {values['init']!r}")
+    checked["num_classes"] = num_classes or checked.get("num_classes", 7)
+    try:
+        return ORSANetConfig(**checked)
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``"optim.lr: 0.001 -> 0.0003"`` for every key whose value differs between two config dicts."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += config_differences(a, b, f"{prefix}{key}.")
+        elif (list(a) if isinstance(a, tuple) else a) != (list(b) if isinstance(b, tuple) else b):
+            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changes
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -147,9 +245,17 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {text}: {key} is not a section")
         node[keys[-1]] = value
+    for section, body in values.items():
+        if body is not None and not isinstance(body, dict):
+            raise ConfigError(f"{section}: expected a section (key: value lines), got {body!r}")
     optim = values.setdefault("optim", {}) or {}
     recipe = optim.get("recipe", "official")
     if recipe not in RECIPES:
         raise ConfigError(f"{path or 'config'}: optim.recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
     values["optim"] = {**RECIPES[recipe], **optim}
-    return _build(TrainConfig, values, str(path or "config"))
+    config = _build(TrainConfig, values, str(path or "config"))
+    try:
+        model_config(config.model)  # a typo in the model section is reported now, not as a traceback later
+    except ConfigError as error:
+        raise ConfigError(f"{path or 'config'}: {error}") from None
+    return config

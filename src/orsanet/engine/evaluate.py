@@ -18,35 +18,39 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from orsanet.checkpoint import read_metadata, resolve_model_path
-from orsanet.labels import LabelError
+from orsanet.engine.batches import split_batch
+from orsanet.face_model import FaceModel
+from orsanet.labels import LabelError, label_mapping
 from orsanet.transforms import occlude_square
 
 log = logging.getLogger(__name__)
+CROPS = ("none", "detect")
 
 
 @torch.no_grad()
-def collect_predictions(model: torch.nn.Module, loader: DataLoader, device: torch.device,
-                        max_batches: int | None = None, desc: str = "eval", amp_dtype=None, show: bool = True,
-                        occlusion_area: float = 0.0, seed: int = 0, prepare=None,
+def collect_predictions(face: FaceModel, loader: DataLoader, max_batches: int | None = None, desc: str = "eval",
+                        amp_dtype=None, show: bool = True, occlusion_area: float = 0.0, seed: int = 0,
                         flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Float logits ``(N, C)`` and targets (``(N,)`` or soft ``(N, C)``) on the CPU.
 
-    ``occlusion_area`` > 0 applies the paper's random black square (seeded, so repeatable).
-    ``flip``: average with the logits of the mirrored images (``ORSANet.classify``).
-    ``prepare(batch, device) -> (images, priors, targets)`` unpacks batches that carry priors.
+    ``loader`` yields contract pixels with their targets, and optionally their cached geometry
+    (training's validation); otherwise the priors are measured on the pixels, as ``predict`` does.
+    ``occlusion_area`` > 0 applies the paper's square (filled with the contract's mean colour, the
+    paper's 0 after normalisation; seeded, so repeatable) before the priors are measured.
+    ``flip``: average with the logits of the mirrored faces (``FaceModel.logits``).
     """
-    model.eval()
     generator = torch.Generator().manual_seed(seed)
     all_logits, all_targets = [], []
+    device = face.device
     total = min(len(loader), max_batches or len(loader))
     for step, batch in enumerate(tqdm(loader, total=total, desc=desc, leave=False, disable=not show)):
         if max_batches and step >= max_batches:
             break
-        images, priors, targets = prepare(batch, device) if prepare else (batch[0].to(device), {}, batch[1])
-        images = occlude_square(images, occlusion_area, generator) if occlusion_area else images
+        pixels, geometry, targets = split_batch(batch)
+        if occlusion_area:
+            pixels, geometry = occlude_square(pixels, occlusion_area, face.contract.mean, generator), None
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else torch.autocast(device.type, enabled=False):
-            logits = model.classify(images, **priors, flip=True) if flip else model(images, **priors).logits
+            logits = face.logits(pixels.to(device), geometry, flip=flip)
         all_logits.append(logits.float().cpu())
         all_targets.append(targets.cpu())
     return torch.cat(all_logits), torch.cat(all_targets)
@@ -84,6 +88,41 @@ class MappedTargets(Dataset):
         return image, self.index_map[int(target)]
 
 
+class DetectedFaces(Dataset):
+    """Photos -> the contract pixels of their most confident face, framed as ``predict`` frames faces
+    (``orsanet.inference.framing``); photos without a face are found by :meth:`scan` and left out."""
+
+    def __init__(self, dataset, contract, min_face: float) -> None:
+        self.dataset, self.contract, self.min_face = dataset, contract, min_face
+        self.frames: dict[int, tuple] = {}
+        self._finder = None
+
+    def finder(self):
+        if self._finder is None:  # built in each worker on first use
+            from orsanet.inference.framing import FaceFinder
+
+            self._finder = FaceFinder(self.contract, min_face=self.min_face)
+        return self._finder
+
+    def scan(self, indices: list[int], show: bool = True) -> list[int]:
+        """Detect faces in the photos at ``indices``; returns those where no face was found."""
+        faceless = []
+        for i in tqdm(indices, desc="detect faces", leave=False, disable=not show):
+            best = self.finder().best_face(self.dataset.load_image(i))
+            if best is None:
+                faceless.append(i)
+            else:
+                self.frames[i] = best.frame
+        return faceless
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        _, target = self.dataset.samples[index]
+        return self.contract.cut(self.dataset.load_image(index), self.frames[index]), target
+
+
 @dataclass
 class LabelProtocol:
     model_labels: list[str]
@@ -99,13 +138,12 @@ class LabelProtocol:
 
 
 def label_protocol(model_labels: list[str], data_labels: list[str], source: str) -> LabelProtocol:
-    """Map the data's classes onto the model's by name; refuse when nothing maps."""
-    model_index = {name: i for i, name in enumerate(model_labels)}
-    index_map = {d: model_index[name] for d, name in enumerate(data_labels) if name in model_index}
+    """Map the data's classes onto the model's by name (``labels.label_mapping``, aliases included);
+    refuse when nothing maps."""
+    index_map, unmapped = label_mapping(data_labels, model_labels)
     if not index_map:
         raise LabelError(f"{source}: none of the data's labels {data_labels} is a label of the model {model_labels}")
-    unmapped = [name for name in data_labels if name not in model_index]
-    model_only = [name for name in model_labels if name not in data_labels]
+    _, model_only = label_mapping(model_labels, data_labels)
     for what, names in (("data labels the model does not know (images left out)", unmapped),
                         ("model labels absent from the data", model_only)):
         if names:
@@ -113,53 +151,88 @@ def label_protocol(model_labels: list[str], data_labels: list[str], source: str)
     return LabelProtocol(model_labels, data_labels, index_map, unmapped, model_only)
 
 
-def evaluate(model_path: str, data_root: str, kind: str = "folder", split: str = "test", subset: str | None = None,
+def resolve_split(kind: str, root: Path, split: str | None) -> tuple[str, str | None]:
+    """(kind, split) to open: ``auto`` detected; no split means ``test``, or for a folder tree without
+    a ``test`` folder the root itself (a flat ``root/<class>/image`` tree)."""
+    from orsanet.data import detect_kind
+
+    if kind == "auto":
+        kind = detect_kind(root)
+        log.info("%s: dataset kind %s", root, kind)
+    if split is None:
+        split = "test"
+        if kind == "folder" and not (root / "test").is_dir():
+            split = None
+    return kind, split or None
+
+
+def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | None = None, subset: str | None = None,
              label_mode: str = "majority", batch_size: int = 64, num_workers: int = 2, device: str = "cpu",
              occlusion: tuple[float, ...] = (), json_out: str | None = None, max_batches: int | None = None,
-             flip: bool = False) -> dict:
+             flip: bool = False, crop: str = "none", min_face: float = 20.0, per_image: bool = False) -> dict:
     """Evaluate a model file on one split; optionally under the paper's random-square occlusion,
     and with ``flip`` averaging each face's logits with its mirror image's.
 
-    Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
+    ``crop``: ``none`` (the images are face crops: resized whole, as training did) or ``detect``
+    (photos: the most confident face is found and framed as ``predict`` frames faces; images without
+    a face are left out and listed). ``per_image``: the report also holds every image's name and class
+    probabilities (clean run). Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
     """
-    from orsanet.checkpoint import load_model
+    from orsanet.checkpoint import resolve_model_path
     from orsanet.data import open_dataset
     from orsanet.engine.metrics import ClassificationMetrics
     from orsanet.fileio import write_text_atomic
     from orsanet.plots import plot_confusion_matrix, plot_occlusion_curve
-    from orsanet.transforms import eval_transform
 
     if label_mode == "probability":
         raise ValueError("evaluation needs hard labels: use label mode majority or argmax")
+    if crop not in CROPS:
+        raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
     path = resolve_model_path(model_path)
-    metadata = read_metadata(path)
-    model = load_model(path, device)
+    face = FaceModel.load(path, device)
+    metadata = face.model.metadata
+    kind, split = resolve_split(kind, Path(data_root), split)
     dataset = open_dataset(kind, data_root, split, label_mode=label_mode, subset=subset,
-                           transform=eval_transform(metadata.preprocessing.get("input_size", 224),
-                                                    metadata.preprocessing["mean"], metadata.preprocessing["std"],
-                                                    metadata.preprocessing.get("color", "rgb")))
+                           transform=face.contract.pixels)
     dataset.scan_images()  # unreadable images are left out (and listed), never replaced by others
-    protocol = label_protocol(metadata.label_names, dataset.label_names, f"{data_root} ({split})")
+    where = f"{data_root} ({split or 'all'})"
+    protocol = label_protocol(metadata.label_names, dataset.label_names, where)
     indices = [i for i, (_, target) in enumerate(dataset.samples) if int(target) in protocol.index_map]
-    mapped = MappedTargets(dataset, indices, protocol.index_map)
+    faceless: list[str] = []
+    source: Dataset = dataset
+    if crop == "detect":
+        source = DetectedFaces(dataset, face.contract, min_face)
+        missing = set(source.scan(indices))
+        faceless = [str(dataset.samples[i][0]) for i in sorted(missing)]
+        if faceless:
+            log.warning("%s: no face found in %d of %d images (left out)", where, len(faceless), len(indices))
+        indices = [i for i in indices if i not in missing]
+        if not indices:
+            raise LabelError(f"{where}: no face found in any image")
+    mapped = MappedTargets(source, indices, protocol.index_map)
     loader = DataLoader(mapped, batch_size=batch_size, num_workers=num_workers)
     conditions = [dataset.conditions[i] for i in indices] if dataset.conditions else None
 
     def run(area: float) -> dict:
-        logits, targets = collect_predictions(model, loader, torch.device(device), max_batches,
-                                              desc=f"eval {split}" + (f" occlusion {area:.0%}" if area else ""),
+        logits, targets = collect_predictions(face, loader, max_batches,
+                                              desc=f"eval {split or ''}" + (f" occlusion {area:.0%}" if area else ""),
                                               occlusion_area=area, flip=flip)
         metrics = ClassificationMetrics(metadata.label_names)
         metrics.update(logits, targets, conditions[: len(targets)] if conditions else None)
-        return metrics.report()
+        report = metrics.report()
+        report["predictions"] = {"names": [dataset.names[i] for i in indices[: len(targets)]],
+                                 "probabilities": logits.softmax(1).tolist()}
+        return report
 
     report = run(0.0)
+    predictions = report.pop("predictions")
     report.update({
         "model": str(path), "checkpoint_sha256": file_sha256(path), "config": metadata.config.to_dict(),
-        "test_time_flip": flip,
+        "input_contract": face.contract.to_dict(), "test_time_flip": flip,
         "dataset": {"kind": kind, "root": str(data_root), "split": split, "label_mode": label_mode,
-                    "subset": subset, "images_in_split": len(dataset), "unreadable_images": list(dataset.skipped)},
-        "label_protocol": {**protocol.to_dict(), "left_out_images": len(dataset) - len(indices)},
+                    "subset": subset, "crop": crop, "images_in_split": len(dataset),
+                    "unreadable_images": list(dataset.skipped), "images_without_face": faceless},
+        "label_protocol": {**protocol.to_dict(), "left_out_images": len(dataset) - len(indices) - len(faceless)},
         "orsanet_commit": source_commit(),
     })
     if occlusion:
@@ -167,12 +240,14 @@ def evaluate(model_path: str, data_root: str, kind: str = "folder", split: str =
         for area in occlusion:
             occluded = run(area)
             report["occlusion"][f"{area:g}"] = {k: occluded[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
+    if per_image:
+        report["per_image"] = {"labels": metadata.label_names, **predictions}
     if json_out:
         out = Path(json_out)
         write_text_atomic(out, json.dumps(report, indent=2))
         stem = out.with_suffix("")
         plot_confusion_matrix(report["confusion_matrix"], metadata.label_names, f"{stem}.confusion.png",
-                              title=f"{path.name} on {kind}/{split}")
+                              title=f"{path.name} on {kind}/{split or '.'}")
         if occlusion:
             curve = [(0.0, report["accuracy"])] + [(float(a), v["accuracy"]) for a, v in report["occlusion"].items()]
             plot_occlusion_curve({path.name: curve}, f"{stem}.occlusion.png")

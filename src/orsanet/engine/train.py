@@ -25,15 +25,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
-from orsanet.checkpoint import CheckpointError, default_preprocessing, load_model, save_model
-from orsanet.engine.config import TrainConfig
+from orsanet.checkpoint import load_model, save_model
+from orsanet.contract import InputContract
+from orsanet.engine.batches import BatchAugment, PriorDataset, split_batch, warps
+from orsanet.engine.config import ConfigError, TrainConfig, config_differences, model_config
 from orsanet.engine.distributed import DistributedContext, init_distributed, resolve_device
-from orsanet.engine.mesh_batches import BatchAugment, warps
 from orsanet.engine.sam import SAM
+from orsanet.face_model import FaceModel
 from orsanet.fileio import atomic_path, write_text_atomic
 from orsanet.losses import ORSANetObjective, soft_cross_entropy
-from orsanet.models import ORSANet, ORSANetConfig
-from orsanet.transforms import eval_transform, tensor_transform, train_transform
+from orsanet.models import ORSANet
+from orsanet.transforms import train_transform
+from orsanet.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +87,50 @@ def hard_labels(dataset: Dataset, indices: list[int] | None = None) -> list[int]
     return labels
 
 
-def build_splits(config: TrainConfig, input_size: int, batch_augment: bool = False):
-    """(train, valid, test-or-None) datasets with their transforms.
+GREY_KINDS = ("ferplus", "fer2013")  # datasets whose faces are grey
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
-    ``batch_augment``: images come un-normalised and augmentation happens per batch (``BatchAugment``).
-    ``data.subset`` restricts the test split only (subset lists name test images).
+
+def training_contract(config: TrainConfig, input_size: int) -> InputContract:
+    """The input contract a run trains (and records) its model with: ``data.color`` (``auto``: grey for
+    grey datasets, judged by their kind or their first images' mode), ImageNet mean/std, bilinear."""
+    from orsanet.data import open_dataset
+
+    color = config.data.color
+    if color == "auto" and config.data.kind in GREY_KINDS:
+        color = "gray"
+    elif color == "auto":
+        data = config.data
+        color = _file_color(open_dataset(data.kind, data.root, data.train_split, label_mode=data.label_mode))
+    return InputContract(input_size=input_size, color=color)
+
+
+def _file_color(dataset) -> str:
+    """``gray`` when the first images of a split are single-channel files, else ``rgb``."""
+    from PIL import Image
+
+    modes = []
+    for path, _ in dataset.samples[:8]:
+        try:
+            with Image.open(path) as image:
+                modes.append(image.mode)
+        except (OSError, ValueError, TypeError):
+            continue
+    return "gray" if modes and all(mode in GREY_MODES for mode in modes) else "rgb"
+
+
+def build_splits(config: TrainConfig, contract: InputContract, per_image_augment: bool = True):
+    """(train, valid, test-or-None) datasets of contract pixels.
+
+    ``per_image_augment``: the train split gets the official flip and RandomErasing per image; otherwise
+    augmentation happens per batch (``BatchAugment``). ``data.subset`` restricts the test split only.
     """
     from orsanet.data import open_dataset, stratified_split
 
     data, augment = config.data, config.augment
-    if batch_augment:
-        train_tf = test_tf = tensor_transform(input_size)
-    else:
-        train_tf = train_transform(input_size, augment.flip, augment.erasing_p, tuple(augment.erasing_scale))
-        test_tf = eval_transform(input_size)
+    test_tf = contract.pixels
+    train_tf = (train_transform(contract, augment.flip, augment.erasing_p, tuple(augment.erasing_scale))
+                if per_image_augment else test_tf)
 
     def open_split(split, transform, subset=None, vote_targets=False):
         return open_dataset(data.kind, data.root, split, label_mode=data.label_mode, transform=transform,
@@ -155,19 +188,11 @@ def initialise_from(model: torch.nn.Module, path: str | Path, label_names: list[
     branches (a backbone trained alone), whose SSGM/MCM then start fresh."""
     source = load_model(path)
     if list(source.label_names) != list(label_names):
-        raise ValueError(f"{path}: labels {source.label_names} differ from the data's {label_names}")
-    try:
-        missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
-    except RuntimeError as error:  # a tensor of another shape
-        raise CheckpointError(f"{path}: does not fit this model ({str(error).splitlines()[-1].strip()})") from None
-    not_prior = [key for key in missing if not key.startswith(PRIOR_BRANCHES)]
-    if unexpected or not_prior:
-        odd = (unexpected or not_prior)[:3]
-        raise CheckpointError(f"{path}: does not fit this model ({len(unexpected)} unexpected, "
-                              f"{len(not_prior)} missing keys, e.g. {', '.join(odd)})")
-    if missing:
+        raise ConfigError(f"model.init: {path}: labels {source.label_names} differ from the data's {label_names}")
+    fresh = load_weights(model, source.state_dict(), str(path), fresh=PRIOR_BRANCHES)
+    if fresh:
         log.info("initialised from %s; its model has no %s, which start fresh (%d tensors)", path,
-                 "/".join(sorted({key.split('.')[0] for key in missing})), len(missing))
+                 "/".join(sorted({key.split('.')[0] for key in fresh})), len(fresh))
     else:
         log.info("initialised from %s", path)
 
@@ -175,8 +200,9 @@ def initialise_from(model: torch.nn.Module, path: str | Path, label_names: list[
 class Trainer:
     """Holds everything one run needs; ``fit()`` runs the epochs."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+    def __init__(self, config: TrainConfig, resume: bool = False, allow_config_change: bool = False) -> None:
         self.config = config
+        self.allow_config_change = allow_config_change
         run = config.run
         if run.threads:
             torch.set_num_threads(run.threads)
@@ -188,25 +214,23 @@ class Trainer:
         torch.manual_seed(run.seed)
         random.seed(run.seed)
 
-        model_values = {k: v for k, v in config.model.items() if k != "init"}
-        model_config = ORSANetConfig(**{**model_values, "num_classes": model_values.get("num_classes", 7)})
+        planned = model_config(config.model)  # the class count comes from the data below
         augment = config.augment
-        # augmentation on whole batches
-        batch_level = model_config.uses_mesh_priors or warps(augment.rotation, augment.scale, augment.shift)
-        self.train_set, self.valid_set, self.test_set = build_splits(config, model_config.input_size, batch_level)
+        batch_level = planned.prior_backend is not None or warps(augment.rotation, augment.scale, augment.shift)
+        self.contract = training_contract(config, planned.input_size)
+        self.train_set, self.valid_set, self.test_set = build_splits(config, self.contract, not batch_level)
+        log.info("input contract: %s", self.contract.to_dict())
         self.label_names = list(_base(self.train_set).label_names)
-        model_values["num_classes"] = len(self.label_names)
-        self.model = ORSANet(ORSANetConfig(**model_values), self.label_names)
+        self.model = ORSANet(model_config(config.model, len(self.label_names)), self.label_names)
         if config.model.get("init"):
             initialise_from(self.model, config.model["init"], self.label_names)
         self.model.to(self.device)
         if run.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.prepare_train = self.prepare_eval = None
-        if self.model.uses_mesh_priors:
-            self._attach_mesh_priors()
-        if batch_level:
-            self._attach_batch_augment()
+        self.face = FaceModel(self.model, self.contract)
+        if self.face.priors is not None:
+            self._attach_priors()
+        self.augment = self._batch_augment() if batch_level else None
         self.objective = ORSANetObjective(config.loss.dare_weight, config.loss.smoothing_weight, config.loss.smoothing,
                                           config.loss.warmup_epochs, config.loss.dare_form, config.loss.use_dare)
         self.optimizer, self.scheduler, self.uses_sam = build_optimizer(self.model, config)
@@ -225,40 +249,35 @@ class Trainer:
         if resume:
             self._resume()
 
-    def _attach_mesh_priors(self) -> None:
-        """Wrap every split with its cached mesh points."""
-        from orsanet.engine.mesh_batches import MeshPriorDataset
-        from orsanet.priors.cache import cached_mesh_points
+    def _attach_priors(self) -> None:
+        """Wrap every split with its cached prior geometry (measured on the same contract pixels)."""
+        from orsanet.priors.cache import cached_geometry
 
         cache_dir = Path(self.config.run.prior_cache).expanduser()
+        backend = self.face.priors
 
         def wrap(dataset):
             if dataset is None:
                 return None
             base = _base(dataset)
             if self.dist.is_main:
-                points, presence = cached_mesh_points(base, cache_dir)
+                geometry = cached_geometry(base, backend, self.contract, cache_dir)
             self.dist.barrier()
             if not self.dist.is_main:
-                points, presence = cached_mesh_points(base, cache_dir, progress=False)
+                geometry = cached_geometry(base, backend, self.contract, cache_dir, progress=False)
             if isinstance(dataset, Subset):
                 index = torch.as_tensor(list(dataset.indices))
-                return MeshPriorDataset(dataset, points[index], presence[index])
-            return MeshPriorDataset(dataset, points, presence)
+                geometry = {key: value[index] for key, value in geometry.items()}
+            return PriorDataset(dataset, geometry)
 
         self.train_set, self.valid_set, self.test_set = map(wrap, (self.train_set, self.valid_set, self.test_set))
 
-    def _attach_batch_augment(self) -> None:
-        """Augmentation on whole batches: one warp moves pixels and mesh points together."""
-        from orsanet.models.mesh_priors import mesh_flip_permutation
-
-        augment, preprocessing = self.config.augment, default_preprocessing(self.model.config.input_size)
-        common = dict(flip_permutation=mesh_flip_permutation(), mean=preprocessing["mean"], std=preprocessing["std"])
-        self.prepare_train = BatchAugment(**common, train=True, flip=augment.flip, rotation=augment.rotation,
-                                          scale=tuple(augment.scale), shift=augment.shift,
-                                          occluder_p=augment.erasing_p, occluder_area=tuple(augment.erasing_scale),
-                                          prior_dropout=augment.prior_dropout)
-        self.prepare_eval = BatchAugment(**common, train=False)
+    def _batch_augment(self) -> BatchAugment:
+        """Augmentation on whole batches: one warp moves pixels and prior geometry together."""
+        augment = self.config.augment
+        return BatchAugment(self.face.priors, flip=augment.flip, rotation=augment.rotation, scale=tuple(augment.scale),
+                            shift=augment.shift, occluder_p=augment.erasing_p,
+                            occluder_area=tuple(augment.erasing_scale), prior_dropout=augment.prior_dropout)
 
     # ----------------------------------------------------------------- state
     def _state(self, epoch: int) -> dict:
@@ -274,6 +293,12 @@ class Trainer:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: nothing to resume (no training state in {self.output})")
         state = torch.load(path, map_location="cpu", weights_only=True)
+        changed = config_differences(json.loads(state["config_json"]), self.config.to_dict())
+        if changed and not self.allow_config_change:
+            raise ConfigError(f"{path}: the config differs from the run's ({'; '.join(changed[:4])}"
+                              f"{'; …' if len(changed) > 4 else ''}); pass --allow-config-change to resume anyway")
+        if changed:
+            log.warning("resuming with a changed config: %s", "; ".join(changed))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -348,7 +373,7 @@ class Trainer:
         for step, batch in enumerate(bar):
             if limit and step >= limit:
                 break
-            images, priors, targets = self._prepare(batch, self.prepare_train)
+            images, priors, targets = self._prepare(batch, train=True)
             loss, logits = self._train_step(images, priors, targets, epoch)
             hard = targets if targets.dim() == 1 else targets.argmax(1)
             total += torch.tensor([loss.item() * len(images), (logits.argmax(1) == hard).sum().item(), len(images)],
@@ -357,30 +382,39 @@ class Trainer:
         self.dist.all_reduce_sum(total)
         return {"train_loss": float(total[0] / total[2]), "train_accuracy": float(total[1] / total[2])}
 
-    def _prepare(self, batch, prepare):
-        """A loader batch -> (images on the device, prior keyword arguments, targets)."""
-        if prepare is not None:
-            images, priors, targets = prepare(batch, self.device)
-        else:
-            images, priors, targets = batch[0].to(self.device, non_blocking=True), {}, batch[1]
+    def _prepare(self, batch, train: bool):
+        """A loader batch -> (normalised images on the device, raw-prior keyword arguments, targets)."""
+        pixels, geometry, targets = split_batch(batch)
+        pixels = pixels.to(self.device, non_blocking=True)
+        if geometry is not None:
+            geometry = {key: value.to(self.device, non_blocking=True) for key, value in geometry.items()}
+        hidden = None
+        if train and self.augment is not None:
+            pixels, geometry, hidden = self.augment(pixels, geometry)
+        images, priors = self.face.inputs(pixels, geometry, hidden)
         if self.config.run.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, priors, targets.to(self.device, non_blocking=True)
 
     @torch.no_grad()
     def evaluate_split(self, dataset, name: str) -> dict:
-        from orsanet.engine.evaluate import collect_predictions
+        """Validation/test figures of the model on a split (its cached priors, as in training)."""
         from orsanet.engine.metrics import ClassificationMetrics
 
-        logits, targets = collect_predictions(self.model, self._loader(dataset), self.device,
-                                              self.config.run.max_eval_batches, desc=f"{name}",
-                                              amp_dtype=self.amp_dtype, show=self.dist.is_main,
-                                              prepare=lambda batch, device: self._prepare(batch, self.prepare_eval))
+        logits, targets = self.predict_split(dataset, name)
         metrics = ClassificationMetrics(self.label_names)
         metrics.update(logits, targets.argmax(1) if targets.dim() > 1 else targets)
         report = metrics.report()
         report["loss"] = float(soft_cross_entropy(logits, targets))
         return report
+
+    @torch.no_grad()
+    def predict_split(self, dataset, name: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(N, C)`` and targets of a split, through ``FaceModel.logits`` with the cached geometry."""
+        from orsanet.engine.evaluate import collect_predictions
+
+        return collect_predictions(self.face, self._loader(dataset), self.config.run.max_eval_batches, desc=name,
+                                   amp_dtype=self.amp_dtype, show=self.dist.is_main)
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> dict:
@@ -418,16 +452,13 @@ class Trainer:
                 "epoch": epoch, "selected_on": f"validation {self.best['metric']}"}
 
     def _write_epoch(self, epoch: int, valid: dict, improved: bool) -> None:
-        preprocessing = default_preprocessing(self.model.config.input_size)
-        if self.config.data.kind in ("ferplus", "fer2013"):
-            preprocessing["color"] = "gray"  # grey faces: predict greys photos the same way
         provenance = {"dataset": self.config.data.kind, "train_split": self.config.data.train_split,
                       "label_mode": self.config.data.label_mode, "recipe": self.config.optim.recipe,
                       "train_targets": "votes" if self.config.data.train_vote_targets else "labels"}
-        save_model(self.output / "last.safetensors", self.model, self.label_names, preprocessing,
+        save_model(self.output / "last.safetensors", self.model, self.label_names, self.contract,
                    self._metadata(valid, epoch), provenance)
         if improved:
-            save_model(self.output / "best.safetensors", self.model, self.label_names, preprocessing,
+            save_model(self.output / "best.safetensors", self.model, self.label_names, self.contract,
                        self._metadata(valid, epoch), provenance)
         with atomic_path(self.output / STATE_FILE) as temporary:
             torch.save(self._state(epoch), temporary)
@@ -457,6 +488,6 @@ class Trainer:
         return summary
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict:
+def train(config: TrainConfig, resume: bool = False, allow_config_change: bool = False) -> dict:
     """Run (or resume) a training run; returns the best validation score and the test figures."""
-    return Trainer(config, resume).fit()
+    return Trainer(config, resume, allow_config_change).fit()

@@ -1,84 +1,25 @@
-"""Offline priors from the 468-point face mesh (``orsanet.priors``), shaped for ORSANet.
+"""Model-side adapters for the face-mesh priors of ``orsanet.priors.face_priors.MeshPriors``.
 
-Both priors come from one mesh fit of the face crop:
-
-- landmark prior (raw) ``(B, 468, 3)``: ``x, y`` in [0, 1] crop coordinates and a weight in
-  [0, 1] (0 for points hidden by a known occluder, or for every point when no face was fitted);
-  the adapter draws one Gaussian heatmap per facial part at 28 px (brows, eyes, nose, lips, jaw
+- landmark prior (raw) ``(B, 468, 3)``: ``x, y`` in [0, 1] crop coordinates and a weight; the
+  adapter draws one Gaussian heatmap per facial part at 28 px (brows, eyes, nose, lips, jaw
   line) and encodes it into a ``7 x 7`` grid of landmark tokens for MCM;
-- parsing prior (raw) ``(B, 11, 28, 28)``: the soft LaPa-layout parsing map drawn from the mesh
-  (all background when no face was fitted, all zeros inside an occluder); the adapter encodes it into the label features SSGM reads.
-
-Where training pastes an occluder, the mesh would describe a face that is not visible (it
-invents a closed, neutral mouth), so :func:`mesh_raw_priors` blanks both priors inside the
-occluder boxes instead.
+- parsing prior (raw) ``(B, 11, 28, 28)``: the soft LaPa-layout map; its adapter is a plain conv
+  encoder into the label features SSGM reads.
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from orsanet.priors.face_priors import PRIOR_SIZE
 from orsanet.priors.parsing_map import (FACE_OVAL, LOWER_INNER, LOWER_OUTER, NOSE, SUBJECT_LEFT_BROW, SUBJECT_LEFT_EYE,
-                                        SUBJECT_RIGHT_BROW, SUBJECT_RIGHT_EYE, UPPER_INNER, UPPER_OUTER, flip_parsing_map,
-                                        parsing_map)
+                                        SUBJECT_RIGHT_BROW, SUBJECT_RIGHT_EYE, UPPER_INNER, UPPER_OUTER)
 
-PRIOR_SIZE = 28  # side of the heatmaps and parsing maps
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Facial parts drawn as one heatmap channel each (mesh point indices).
 LANDMARK_GROUPS = (SUBJECT_RIGHT_BROW, SUBJECT_LEFT_BROW, SUBJECT_RIGHT_EYE, SUBJECT_LEFT_EYE, NOSE,
                    UPPER_OUTER + UPPER_INNER, LOWER_OUTER + LOWER_INNER, FACE_OVAL)
-
-
-def mesh_raw_priors(points: torch.Tensor, valid: torch.Tensor, occluders: torch.Tensor | None = None,
-                    size: int = PRIOR_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mesh points of face crops -> (landmark prior ``(B, 468, 3)``, parsing prior ``(B, 11, size, size)``).
-
-    points ``(B, 468, 2)`` in [0, 1] crop coordinates (NaN allowed where ``valid`` is False);
-    valid ``(B,)`` bool; occluders ``(B, 4)`` optional boxes ``x0, y0, x1, y1`` in [0, 1] (NaN
-    rows = none) inside which both priors are blanked.
-    """
-    valid = valid.to(points.device).bool() & ~points.isnan().flatten(1).any(1)
-    clean = torch.where(valid.view(-1, 1, 1), points, torch.zeros_like(points))
-    weight = valid.view(-1, 1).float().expand(-1, points.shape[1]).clone()
-    raster = 4 * size
-    parsing = parsing_map(torch.where(valid.view(-1, 1, 1), points, torch.full_like(points, float("nan"))) * raster,
-                          (raster, raster), size=size, raster=raster)
-    if occluders is not None:
-        box = occluders.to(points.device).float()
-        has_box = ~box.isnan().any(1)
-        x0, y0, x1, y1 = (torch.nan_to_num(box[:, i], nan=-1.0).view(-1, 1) for i in range(4))
-        inside = (clean[..., 0] >= x0) & (clean[..., 0] <= x1) & (clean[..., 1] >= y0) & (clean[..., 1] <= y1)
-        weight = weight * ~(inside & has_box.view(-1, 1))
-        centres = (torch.arange(size, device=points.device, dtype=torch.float32) + 0.5) / size
-        in_x = (centres.view(1, -1) >= x0) & (centres.view(1, -1) <= x1)  # (B, size)
-        in_y = (centres.view(1, -1) >= y0) & (centres.view(1, -1) <= y1)
-        blank = (in_y.unsqueeze(2) & in_x.unsqueeze(1)) & has_box.view(-1, 1, 1)  # (B, size, size)
-        parsing = parsing * ~blank.unsqueeze(1)
-    return torch.cat([clean, weight.unsqueeze(-1)], -1), parsing
-
-
-@functools.cache
-def mesh_flip_permutation() -> torch.Tensor:
-    """``(468,)``: index of the mesh point that mirrors each point (from the shipped mesh weights)."""
-    from orsanet.priors.face_mesh import FaceMesh
-
-    return FaceMesh(batch_size=1).flip_permutation.clone()
-
-
-def mirror_raw_priors(landmark_prior: torch.Tensor, parsing_prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The raw priors of the horizontally mirrored crops: ``(B, 468, 3)``, ``(B, 11, S, S)`` -> same shapes.
-
-    Points swap with their mirror points and ``x -> 1 - x``; the parsing map flips and its left and
-    right brow and eye channels swap.
-    """
-    mirrored = landmark_prior[:, mesh_flip_permutation().to(landmark_prior.device)].clone()
-    mirrored[..., 0] = torch.where(mirrored[..., 2] > 0, 1 - mirrored[..., 0], mirrored[..., 0])
-    return mirrored, flip_parsing_map(parsing_prior)
 
 
 _GROUP_POINTS = torch.tensor([i for group in LANDMARK_GROUPS for i in group])
@@ -132,29 +73,3 @@ class LandmarkHeatmapEncoder(nn.Module):
 
     def forward(self, landmark_prior: torch.Tensor) -> torch.Tensor:
         return self.encoder(part_heatmaps(landmark_prior)).flatten(2).transpose(1, 2)
-
-
-class MeshPriorExtractor:
-    """Fits the face mesh on normalised face crops ``(B, 3, S, S)`` and returns both raw priors.
-
-    Not an ``nn.Module`` on purpose: the mesh weights ship with the package, so they stay out of
-    ORSANet checkpoints. Built on first use and moved to the images' device.
-    """
-
-    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD, presence_threshold: float = 0.5) -> None:
-        self.mean, self.std, self.threshold = mean, std, presence_threshold
-        self.mesh = None
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from orsanet.priors.face_mesh import FaceMesh
-
-        if self.mesh is None:
-            self.mesh = FaceMesh()
-        self.mesh.to(images.device)
-        mean = torch.tensor(self.mean, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, 3, 1, 1)
-        pixels = ((images.float() * std + mean).clamp(0, 1) * 255).round().permute(0, 2, 3, 1)  # (B, S, S, 3)
-        fit = self.mesh.fit_crops(list(pixels), refine=1)
-        points = fit.normalized([tuple(images.shape[-2:])] * len(images))[..., :2]
-        return mesh_raw_priors(points, fit.found(self.threshold))

@@ -20,7 +20,7 @@ from torch import nn
 
 from orsanet.models.image_backbone import IMAGE_BACKBONES
 from orsanet.models.mcm import MCM
-from orsanet.models.priors import LANDMARK_SOURCES, MESH_SOURCES, PARSING_SOURCES
+from orsanet.models.priors import LANDMARK_SOURCES, PARSING_SOURCES, SOURCE_BACKENDS
 from orsanet.models.ssgm import SSGM
 
 MCM_DEPTHS = {"tiny": 2, "small": 4, "base": 6, "large": 8}
@@ -57,16 +57,21 @@ class ORSANetConfig:
                              ("parsing_source", PARSING_SOURCES)):
             if getattr(self, field) not in table:
                 raise ValueError(f"{field} must be one of {sorted(table)}, got {getattr(self, field)!r}")
+        backends = {SOURCE_BACKENDS[s] for s in (self.landmark_source, self.parsing_source) if s in SOURCE_BACKENDS}
+        if len(backends) > 1:
+            raise ValueError(f"landmark and parsing sources read different prior backends ({', '.join(sorted(backends))})")
 
     @property
     def depth(self) -> int:
         return MCM_DEPTHS[self.size]
 
     @property
-    def uses_mesh_priors(self) -> bool:
-        """True when a prior the model reads comes from the face mesh."""
-        return bool((self.use_mcm and self.landmark_source in MESH_SOURCES)
-                    or (self.use_ssgm and self.parsing_source in MESH_SOURCES))
+    def prior_backend(self) -> str | None:
+        """The ``orsanet.priors`` backend whose raw priors the model reads (None: it extracts its own)."""
+        used = {SOURCE_BACKENDS[source] for source, on in ((self.landmark_source, self.use_mcm),
+                                                            (self.parsing_source, self.use_ssgm))
+                if on and source in SOURCE_BACKENDS}
+        return used.pop() if used else None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,34 +124,21 @@ class ORSANet(nn.Module):
         )
         self.se_gate = SEGate(config.dim)
         self.head = nn.Linear(config.dim, config.num_classes)
-        self._mesh_extractor = None  # built on first use, kept out of the state dict
 
     @property
-    def uses_mesh_priors(self) -> bool:
-        """True when the priors come from the face mesh (pass them precomputed, or the model fits the mesh)."""
-        return self.config.uses_mesh_priors
-
-    def mesh_priors(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fit the face mesh on normalised crops -> (landmark prior, parsing prior); see ``mesh_priors``."""
-        if self._mesh_extractor is None:
-            from orsanet.models.mesh_priors import MeshPriorExtractor
-
-            self._mesh_extractor = MeshPriorExtractor()
-        return self._mesh_extractor(images)
-
-    def _complete_priors(self, images: torch.Tensor, landmark_prior: torch.Tensor | None,
-                         parsing_prior: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The raw priors given, with the mesh fitted for a missing one when the model uses mesh priors."""
-        if self.uses_mesh_priors and (landmark_prior is None or parsing_prior is None):
-            fitted_landmarks, fitted_parsing = self.mesh_priors(images)
-            landmark_prior = fitted_landmarks if landmark_prior is None else landmark_prior
-            parsing_prior = fitted_parsing if parsing_prior is None else parsing_prior
-        return landmark_prior, parsing_prior
+    def prior_backend(self) -> str | None:
+        """The prior backend whose raw priors ``forward`` needs (see ``ORSANetConfig.prior_backend``)."""
+        return self.config.prior_backend
 
     def forward(self, images: torch.Tensor, landmark_prior: torch.Tensor | None = None,
                 parsing_prior: torch.Tensor | None = None) -> ORSANetOutput:
-        """images ``(B, 3, S, S)``; optional precomputed raw priors (see ``orsanet.models.priors``)."""
-        landmark_prior, parsing_prior = self._complete_priors(images, landmark_prior, parsing_prior)
+        """images ``(B, 3, S, S)`` normalised; the raw priors of a model with a prior backend
+        (``orsanet.priors.face_priors``; ``orsanet.FaceModel`` composes both). Network sources
+        (the paper configuration) extract their priors from ``images`` when none are given."""
+        if self.prior_backend is not None and (
+                (self.ssgm is not None and parsing_prior is None) or (self.mcm is not None and landmark_prior is None)):
+            raise ValueError(f"this model reads {self.prior_backend!r} priors: pass landmark_prior and parsing_prior "
+                             "(orsanet.FaceModel computes them from the face crops)")
         grid = self.image_backbone(images)  # (B, D, 7, 7)
         if self.ssgm is not None:
             grid = self.ssgm(grid, self.parsing_source(images, parsing_prior))
@@ -157,28 +149,6 @@ class ORSANet(nn.Module):
             features = image_tokens.mean(1)  # "w/o cross-interaction": classify the mean image token
         features = self.se_gate(features)
         return ORSANetOutput(self.head(features), features)
-
-    @torch.no_grad()
-    def classify(self, images: torch.Tensor, landmark_prior: torch.Tensor | None = None,
-                 parsing_prior: torch.Tensor | None = None, flip: bool = False) -> torch.Tensor:
-        """Logits ``(B, num_classes)``; ``flip`` averages them with the logits of the mirrored faces
-        (test-time augmentation, see ``mirrored_logits``)."""
-        landmark_prior, parsing_prior = self._complete_priors(images, landmark_prior, parsing_prior)
-        logits = self(images, landmark_prior, parsing_prior).logits
-        return (logits + self.mirrored_logits(images, landmark_prior, parsing_prior)) / 2 if flip else logits
-
-    @torch.no_grad()
-    def mirrored_logits(self, images: torch.Tensor, landmark_prior: torch.Tensor | None = None,
-                        parsing_prior: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` of the horizontally mirrored ``images``: mesh priors (given, or
-        fitted once) are mirrored; network priors are extracted again from the mirrored images."""
-        mirrored_landmarks = mirrored_parsing = None
-        if self.uses_mesh_priors:
-            from orsanet.models.mesh_priors import mirror_raw_priors
-
-            landmark_prior, parsing_prior = self._complete_priors(images, landmark_prior, parsing_prior)
-            mirrored_landmarks, mirrored_parsing = mirror_raw_priors(landmark_prior, parsing_prior)
-        return self(images.flip(-1), mirrored_landmarks, mirrored_parsing).logits
 
     def prior_sources(self) -> dict[str, nn.Module]:
         """The prior sources this configuration uses, by role."""

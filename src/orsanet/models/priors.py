@@ -111,4 +111,5 @@ def mesh_parsing_source(out_channels: int) -> PriorSource:
 
 LANDMARK_SOURCES = {"mobilefacenet": mobilefacenet_landmark_source, "mesh_heatmaps": mesh_landmark_source}
 PARSING_SOURCES = {"swin_b": swin_parsing_source, "mesh_parsing": mesh_parsing_source}
-MESH_SOURCES = frozenset({"mesh_heatmaps", "mesh_parsing"})  # raw priors come from the face mesh
+# Sources without an extractor: their raw priors come from this backend of ``orsanet.priors.face_priors``.
+SOURCE_BACKENDS = {"mesh_heatmaps": "mesh", "mesh_parsing": "mesh"}

@@ -1,14 +1,14 @@
-"""On-disk cache of face-mesh points for a dataset of face crops.
+"""On-disk cache of a prior backend's geometry for every face crop of a dataset.
 
-The mesh of a training image does not change between epochs, and a horizontal flip mirrors it
-(``FaceMesh.flip_points``), so the 468 points of every image are computed once and stored::
+The geometry of a training image (e.g. its 468 mesh points) does not change between epochs, and
+flips and warps move it with the pixels (``PriorBackend.mirror`` / ``warp``), so it is measured
+once, on exactly the pixels the model is trained on (the input contract's crop), and stored::
 
-    <cache_dir>/<dataset name>-<fingerprint>.safetensors
-        points    (N, 468, 2) float16, [0, 1] image coordinates (NaN: no face fitted)
-        presence  (N,) float32, the mesh network's face probability
+    <cache_dir>/<dataset name>-<fingerprint>.safetensors     one tensor per geometry key, (N, ...)
 
-The fingerprint hashes the sample names in order, so a cache is only ever reused for the same
-images; a stale or foreign cache is recomputed, never silently misapplied.
+The fingerprint hashes the sample names in order, the backend (name and version) and the input
+contract, so a cache is only ever reused for the same images measured the same way; a stale or
+foreign cache is recomputed, never silently misapplied.
 """
 
 from __future__ import annotations
@@ -18,89 +18,86 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from orsanet.contract import InputContract
 from orsanet.fileio import atomic_path
-from orsanet.priors.face_mesh import FaceMesh
+from orsanet.priors.face_priors import Geometry, PriorBackend
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+UNREADABLE = (OSError, ValueError, SyntaxError, EOFError)
 
 
-def dataset_fingerprint(names: list[str]) -> str:
-    """SHA-256 (first 16 hex digits) of the sample names in order."""
+def cache_fingerprint(names: list[str], backend: PriorBackend, contract: InputContract) -> str:
+    """SHA-256 (first 16 hex digits) of the sample names in order, the backend and the contract."""
     digest = hashlib.sha256()
+    digest.update(json.dumps([backend.name, backend.version, contract.to_dict()], sort_keys=True).encode() + b"\n")
     for name in names:
-        digest.update(name.encode("utf-8") + b"\n")
+        digest.update(name.encode("utf-8", "surrogateescape") + b"\n")
     return digest.hexdigest()[:16]
 
 
 @torch.no_grad()
-def compute_mesh_points(dataset, mesh: FaceMesh | None = None, batch_size: int = 64, refine: int = 1,
-                        progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit the mesh on every image of ``dataset`` (a FaceDataset of tight face crops).
-
-    Returns points ``(N, 468, 2)`` in [0, 1] image coordinates (NaN rows where no face was
-    fitted or the image is unreadable) and presence ``(N,)``.
-    """
-    mesh = mesh or FaceMesh()
-    n = len(dataset)
-    points = torch.full((n, 468, 2), float("nan"))
-    presence = torch.zeros(n)
-    for start in tqdm(range(0, n, batch_size), desc=f"face mesh {dataset.name}", disable=not progress,
+def measure_dataset(dataset, backend: PriorBackend, contract: InputContract, batch_size: int = 64,
+                    progress: bool = True) -> Geometry:
+    """``backend.measure`` on the contract's crop of every image of ``dataset`` (a FaceDataset of face
+    crops); unreadable images get the backend's empty geometry."""
+    parts: dict[int, Geometry] = {}
+    n = len(dataset.samples)
+    for start in tqdm(range(0, n, batch_size), desc=f"{backend.name} priors {dataset.name}", disable=not progress,
                       dynamic_ncols=True):
-        indices, images = [], []
+        indices, pixels = [], []
         for i in range(start, min(n, start + batch_size)):
             try:
-                images.append(np.array(dataset.load_image(i).convert("RGB")))
+                pixels.append(contract.pixels(dataset.load_image(i)))
                 indices.append(i)
-            except (OSError, ValueError, SyntaxError, EOFError) as error:
+            except UNREADABLE as error:
                 log.warning("%s: unreadable, no prior (%s)", dataset.samples[i][0], error)
-        if not images:
-            continue
-        result = mesh.fit_crops(images, refine=refine)
-        sizes = [image.shape[:2] for image in images]
-        points[indices] = result.normalized(sizes)[..., :2].cpu().float()
-        presence[indices] = result.presence.cpu().float()
-    return points, presence
+        chunk = backend.empty(min(n, start + batch_size) - start)
+        if pixels:
+            measured = backend.measure(torch.stack(pixels))
+            rows = torch.tensor(indices) - start
+            for key in chunk:
+                chunk[key][rows] = measured[key].cpu().to(chunk[key].dtype)
+        parts[start] = chunk
+    return {key: torch.cat([parts[s][key] for s in sorted(parts)]) for key in backend.empty(1)}
 
 
-def cache_path(cache_dir: str | Path, dataset) -> Path:
+def cache_path(cache_dir: str | Path, dataset, backend: PriorBackend, contract: InputContract) -> Path:
     safe_name = dataset.name.replace("/", "-")
-    return Path(cache_dir) / f"{safe_name}-{dataset_fingerprint(dataset.names)}.safetensors"
+    return Path(cache_dir) / f"{safe_name}-{cache_fingerprint(dataset.names, backend, contract)}.safetensors"
 
 
-def load_mesh_cache(path: str | Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read a cache written by :func:`cached_mesh_points`; refuses one made for other images."""
+def load_cache(path: str | Path, fingerprint: str, count: int) -> Geometry:
+    """Read a cache written by :func:`cached_geometry`; refuses one made for other images or settings."""
     path = Path(path)
     with safe_open(str(path), "pt") as handle:
         meta = handle.metadata() or {}
-        if meta.get("fingerprint") != dataset_fingerprint(names) or int(meta.get("count", -1)) != len(names):
-            raise ValueError(f"{path}: prior cache was made for other images ({meta.get('count')} images)")
-        return handle.get_tensor("points").float(), handle.get_tensor("presence")
+        if meta.get("fingerprint") != fingerprint or int(meta.get("count", -1)) != count:
+            raise ValueError(f"{path}: prior cache was made for other images or settings ({meta.get('count')} images)")
+        return {key: handle.get_tensor(key) for key in handle.keys()}
 
 
-def cached_mesh_points(dataset, cache_dir: str | Path, mesh: FaceMesh | None = None,
-                       progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mesh points and presence of every image of ``dataset``, from the cache or computed once."""
-    path = cache_path(cache_dir, dataset)
+def cached_geometry(dataset, backend: PriorBackend, contract: InputContract, cache_dir: str | Path,
+                    progress: bool = True) -> Geometry:
+    """The backend's geometry of every image of ``dataset``, from the cache or measured once."""
+    path = cache_path(cache_dir, dataset, backend, contract)
+    fingerprint = cache_fingerprint(dataset.names, backend, contract)
     if path.is_file():
         try:
-            return load_mesh_cache(path, dataset.names)
+            return load_cache(path, fingerprint, len(dataset.names))
         except (ValueError, OSError) as error:
             log.warning("recomputing prior cache: %s", error)
-    log.info("computing face-mesh priors for %d images of %s -> %s", len(dataset), dataset.name, path)
-    points, presence = compute_mesh_points(dataset, mesh, progress=progress)
+    log.info("measuring %s priors for %d images of %s -> %s", backend.name, len(dataset.names), dataset.name, path)
+    geometry = measure_dataset(dataset, backend, contract, progress=progress)
+    found = int(backend.valid(geometry).sum())
+    meta = {"fingerprint": fingerprint, "count": str(len(dataset.names)), "dataset": dataset.name,
+            "backend": f"{backend.name} v{backend.version}", "found": str(found)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"fingerprint": dataset_fingerprint(dataset.names), "count": str(len(dataset)),
-            "dataset": dataset.name, "version": str(CACHE_VERSION),
-            "found": json.dumps(int((presence >= 0.5).sum()))}
     with atomic_path(path) as temporary:
-        save_file({"points": points.half().contiguous(), "presence": presence.contiguous()}, str(temporary),
-                  metadata=meta)
-    log.info("%s: face fitted in %d of %d images", path.name, int((presence >= 0.5).sum()), len(dataset))
-    return points, presence
+        save_file({key: value.contiguous() for key, value in geometry.items()}, str(temporary), metadata=meta)
+    log.info("%s: prior measured on %d of %d images", path.name, found, len(dataset.names))
+    return geometry

@@ -98,9 +98,11 @@ def load_converted(module: nn.Module, path: Path, extra_keys: Sequence[str] = ()
 
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run scripts/convert_mediapipe_weights.py")
+    from orsanet.weights import load_weights
+
     state = load_file(str(path))
     extras = {k: state.pop(k) for k in extra_keys}
-    module.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    load_weights(module, state, str(path), dtype=torch.float32)
     return extras
 
 

@@ -1,0 +1,119 @@
+"""The Python entry point: ``Recognizer``, the expression of every face in a picture.
+
+    >>> import orsanet
+    >>> recognizer = orsanet.Recognizer()                        # the packaged default model
+    >>> faces = recognizer.predict("examples/astronaut.jpg")     # a path, a PIL image or an RGB array
+    >>> faces[0].expression, faces[0].probabilities["happiness"], faces[0].box
+    >>> faces[0].to_dict()
+
+``orsanet predict`` is a thin layer over ``Recognizer.predict_paths``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from orsanet.face_model import FaceModel
+from orsanet.inference.framing import FaceFinder
+from orsanet.inference.inputs import as_image, expand_inputs, read_frames
+from orsanet.inference.pipeline import FacePipeline
+from orsanet.inference.results import Face, ImageResult
+from orsanet.priors.face_search import DEFAULT_MIN_FACE
+
+log = logging.getLogger(__name__)
+
+
+class Recognizer:
+    """Face detection, framing, priors and an orsanet model, ready to classify pictures.
+
+    ``model``: a model file or ``"default"``; ``flip``: average each face's prediction with its mirror
+    image's (test-time augmentation); ``min_face``: the smallest face to search for, in pixels of the
+    photo (detector box side; smaller is slower); ``min_confidence``: the face detector's threshold;
+    ``batch_size``: images or frames whose faces are classified together.
+    """
+
+    def __init__(self, model: str | os.PathLike = "default", device: str | torch.device = "cpu", *,
+                 flip: bool = False, min_face: float = DEFAULT_MIN_FACE, min_confidence: float = 0.5,
+                 batch_size: int = 8) -> None:
+        self.device = torch.device(device)
+        self.face_model = FaceModel.load(model, self.device)
+        self.finder = FaceFinder(self.face_model.contract, self.device, min_confidence, min_face)
+        self.pipeline = FacePipeline(self.face_model, self.finder, flip)
+        self.batch_size = max(1, int(batch_size))
+
+    @property
+    def labels(self) -> list[str]:
+        return self.face_model.label_names
+
+    def info(self) -> dict:
+        """The model's labels, input contract, config and provenance (for ``/v1/model`` and logs)."""
+        metadata = self.face_model.model.metadata
+        from orsanet import __version__
+
+        return {"labels": self.labels, "input_contract": self.face_model.contract.to_dict(),
+                "config": metadata.config.to_dict(), "prior_backend": self.face_model.model.prior_backend,
+                "metrics": metadata.metrics, "provenance": metadata.provenance, "orsanet_version": __version__}
+
+    def predict(self, image, *, explain: bool = False, boxes: list | None = None) -> list[Face]:
+        """Every face of one picture (path, PIL image or RGB array), best detection first.
+
+        ``explain``: also a Grad-CAM heatmap and the parsing prior per face (a backward pass);
+        ``boxes``: face boxes ``(x0, y0, x1, y1)`` you already know (no detection)."""
+        return self.predict_many([image], explain=explain, boxes=[boxes] if boxes is not None else None)[0]
+
+    def predict_many(self, images: Iterable, *, explain: bool = False, boxes: list | None = None) -> list[list[Face]]:
+        """The faces of several pictures, classified together."""
+        photos = [as_image(image) for image in images]
+        return self.pipeline(photos, explain=explain, boxes=boxes)
+
+    def annotate(self, image, faces: list[Face]) -> Image.Image:
+        """The picture with boxes, labels and landmarks, and a panel per face (see ``inference.pictures``)."""
+        from orsanet.inference.pictures import annotate
+
+        return annotate(as_image(image), faces, self.labels)
+
+    def predict_paths(self, paths: list[str], every: int = 10, explain: bool = False, progress: bool = True,
+                      exclude: Path | None = None) -> Iterator[tuple[ImageResult, Image.Image | None]]:
+        """``(result, image)`` for every image file and every ``every``-th frame of every video under
+        ``paths``, in order, as they are done. A file that cannot be read gets a result with ``error``
+        (and image None) and the run goes on; an error of the model itself stops it.
+        ``exclude``: a folder not to read from."""
+        import av
+        from tqdm import tqdm
+
+        from orsanet.data.base import UNREADABLE
+
+        reading_errors = (*UNREADABLE, av.error.FFmpegError)
+        pending: list[tuple[str, int | None, Image.Image]] = []
+
+        def flush():
+            faces = self.pipeline([image for _, _, image in pending], explain=explain)
+            for (file, frame, image), found in zip(pending, faces):
+                yield ImageResult(file, frame, found, None if found else "no face found"), image
+            pending.clear()
+
+        for path in tqdm(list(expand_inputs(paths, exclude)), desc="predict", disable=not progress,
+                         dynamic_ncols=True):
+            frames = read_frames(path, every)
+            while True:
+                try:
+                    frame, image = next(frames)
+                except StopIteration:
+                    break
+                except reading_errors as error:  # frames read before a broken one keep their rows
+                    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                    log.warning("%s: cannot read (%s)", path, message)
+                    yield from flush()
+                    yield ImageResult(str(path), error=f"unreadable: {message}"), None
+                    break
+                pending.append((str(path), frame, image))
+                if len(pending) >= self.batch_size:
+                    yield from flush()
+            if pending:
+                yield from flush()

@@ -1,0 +1,83 @@
+"""A model file's network with its input contract and prior backend: "priors, then model".
+
+Everything that classifies faces goes through this one object, on face pixels framed by the
+contract (``(B, 3, S, S)`` in [0, 1]): training and validation (with cached geometry), ``eval``,
+``predict`` and the Python API::
+
+    face = FaceModel.load("default")
+    pixels = stack_pixels(crops, face.contract)       # PIL face crops -> (B, 3, S, S)
+    logits = face.logits(pixels, flip=True)           # (B, classes)
+
+For a model with a prior backend (``orsanet.priors.face_priors``) the priors are measured on the
+same pixels; the paper configuration's prior networks stay inside the model and read the
+normalised images themselves.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from orsanet.contract import InputContract
+from orsanet.models import ORSANet
+from orsanet.priors.face_priors import Geometry, PriorBackend, prior_backend
+
+
+class FaceModel:
+    """``ORSANet`` + ``InputContract`` + its ``PriorBackend`` (None for models that extract their own priors)."""
+
+    def __init__(self, model: ORSANet, contract: InputContract | None = None) -> None:
+        self.model = model
+        self.contract = contract or getattr(model, "contract", None) or InputContract(model.config.input_size)
+        self.label_names = list(model.label_names or [])
+        device = next(model.parameters()).device
+        self.priors: PriorBackend | None = prior_backend(model.prior_backend, device) if model.prior_backend else None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> "FaceModel":
+        """Build, load (``orsanet.load_model``) and wrap a model file."""
+        from orsanet.checkpoint import load_model
+
+        model = load_model(path, device)
+        return cls(model, model.contract)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device | str) -> "FaceModel":
+        self.model.to(device)
+        if self.priors is not None:
+            self.priors.to(device)
+        return self
+
+    def measure(self, pixels: torch.Tensor) -> Geometry | None:
+        """The backend's geometry of ``pixels (B, 3, S, S)``, or None for a model without a backend."""
+        return self.priors.measure(pixels) if self.priors is not None else None
+
+    def inputs(self, pixels: torch.Tensor, geometry: Geometry | None = None,
+               hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Pixels (+ geometry, measured here when not given; + optional occluder mask ``(B, S, S)``)
+        -> (normalised images, raw-prior keyword arguments of ``ORSANet``)."""
+        pixels = pixels.to(self.device)
+        images = self.contract.normalise(pixels)
+        if self.priors is None:
+            return images, {}
+        geometry = self.measure(pixels) if geometry is None else {k: v.to(self.device) for k, v in geometry.items()}
+        return images, self.priors.draw(geometry, hidden)
+
+    @torch.no_grad()
+    def logits(self, pixels: torch.Tensor, geometry: Geometry | None = None, flip: bool = False) -> torch.Tensor:
+        """``(B, classes)`` logits in eval mode; ``flip`` averages them with the mirrored faces' (test-time
+        augmentation: mirrored pixels, and the geometry mirrored rather than measured again)."""
+        self.model.eval()
+        if self.priors is not None and geometry is None:
+            geometry = self.measure(pixels.to(self.device))
+        images, priors = self.inputs(pixels, geometry)
+        logits = self.model(images, **priors).logits
+        if not flip:
+            return logits
+        mirrored = self.priors.mirror(geometry) if self.priors is not None else None
+        images, priors = self.inputs(pixels.flip(-1), mirrored)
+        return (logits + self.model(images, **priors).logits) / 2
