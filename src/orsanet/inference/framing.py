@@ -20,9 +20,10 @@ from orsanet.priors.face_search import DEFAULT_MIN_FACE, find_faces
 
 # A face found only in a tile of the photo (see orsanet.priors.face_search) is kept when the prior
 # backend measured on its frame says a face is there with at least this score (the mesh's presence).
-# Measured with scripts/measure_face_search.py: on 24 faceless sample pictures of scikit-image the tiles
-# gave 22 false candidates, all but one under 0.06 presence and the highest 0.35; the example face
-# pasted at box sides 26-240 px scored 1.0, and masked 0.64-1.0 at most sizes.
+# Measured with scripts/measure_face_search.py (presence on the default contract's 56-px frame): on 20
+# faceless sample pictures of scikit-image the tiles gave 14 false candidates, none above 0.03; the
+# example face pasted at box sides 26-120 px scored 1.0, and its masked copy 0.44-0.99 at most sizes
+# (0.11 at 120 px, lost).
 CANDIDATE_SCORE = 0.4
 
 
