@@ -204,3 +204,33 @@ def test_prior_dropout_gives_the_no_mesh_priors(backend):
     priors = backend.draw(dropped)
     assert priors["landmark_prior"].abs().sum() == 0
     assert torch.equal(priors["parsing_prior"][:, 0], torch.ones(4, 28, 28))  # all background, as for no fit
+
+
+def test_realistic_occluders_per_batch_hand_their_masks_to_the_priors(backend):
+    augment = BatchAugment(backend, flip=False, occlusion_kinds={"medical_mask": 1.0}, occlusion_p=1.0)
+    pixels = torch.rand(3, 3, 56, 56)
+    given = geometry(synthetic_points(3))
+    torch.manual_seed(0)
+    out, _, hidden = augment(pixels, given)
+    assert hidden.shape == (3, 56, 56) and hidden.flatten(1).any(1).all()
+    changed = (out - pixels).abs().amax(1) > 1e-4
+    assert changed[hidden].float().mean() > 0.95  # the mask marks pixels the occluder replaced
+    weights = backend.draw(given, hidden)["landmark_prior"][..., 2]
+    assert (weights == 0).any() and (weights == 1).any()  # hidden points lose their weight, others keep it
+    torch.manual_seed(0)
+    again, _, _ = augment(pixels, given)
+    assert torch.equal(again, out)  # drawn from the global generator: a resumed run draws the same
+
+
+def test_train_with_realistic_occluders_end_to_end(tmp_path):
+    root = make_folder_tree(tmp_path / "data", {"train": 4, "valid": 2})
+    result = run_cli(["train", "--set", "data.kind=folder", "--set", f"data.root={root}", "--set", "data.test_split=null",
+                      "--set", "optim.recipe=adamw_cosine", "--set", "optim.epochs=1", "--set", "optim.batch_size=6",
+                      "--set", "model.image_backbone=resnet_compact", "--set", "model.use_ssgm=false",
+                      "--set", "model.use_mcm=false", "--set", "model.dim=32", "--set", "model.input_size=56",
+                      "--set", "augment.occlusion_p=0.8", "--set", "augment.occlusion_kinds={hand: 1, square: 1}",
+                      "--set", f"run.output_dir={tmp_path / 'run'}", "--set", "data.num_workers=0"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    bad = run_cli(["train", "--set", "data.kind=folder", "--set", f"data.root={root}", "--set", "data.test_split=null",
+                   "--set", "augment.occlusion_p=0.5", "--set", "augment.occlusion_kinds={mask: 1}"])
+    assert bad.returncode == 2 and "augment: unknown occlusion kinds ['mask']" in bad.stderr

@@ -6,9 +6,10 @@ on whole batches, so that one random warp moves both the pixels and the geometry
 
 1. horizontal flip: pixels mirrored, geometry mirrored (``PriorBackend.mirror``);
 2. rotation / scale / shift: one affine warp for the pixels (``grid_sample``) and the geometry;
-3. occluder: a box of random colour pasted on the pixels; its mask goes on to the priors
-   (``PriorBackend.draw(geometry, hidden)``), since a prior measured on the hidden face would
-   describe what it cannot see;
+3. occluders: a box of random colour pasted on the pixels, and/or the generators of
+   ``orsanet.occlusion`` (realistic occluders, the paper's squares, region boxes) placed from the
+   geometry's landmarks; their masks go on to the priors (``PriorBackend.draw(geometry, hidden)``),
+   since a prior measured on the hidden face would describe what it cannot see;
 4. prior dropout: a fraction of faces get the empty geometry, as happens at test time when an
    occluder makes the prior fail.
 
@@ -61,8 +62,18 @@ class BatchAugment:
 
     def __init__(self, backend: PriorBackend | None, *, flip: bool = True, rotation: float = 0.0,
                  scale: tuple[float, float] = (1.0, 1.0), shift: float = 0.0, occluder_p: float = 0.0,
-                 occluder_area: tuple[float, float] = (0.02, 0.1), prior_dropout: float = 0.0) -> None:
+                 occluder_area: tuple[float, float] = (0.02, 0.1), prior_dropout: float = 0.0,
+                 occlusion_kinds: dict[str, float] | None = None, occlusion_p: float = 0.0,
+                 occlusion_area: tuple[float, float] = (0.1, 0.4)) -> None:
+        """``occluder_*``: random-colour boxes; ``occlusion_*``: ``orsanet.occlusion`` kinds (name -> weight),
+        the share of faces they hide and the area range of the kinds that take one."""
         self.backend = backend
+        self.occlusion = None
+        if occlusion_p > 0:
+            from orsanet.occlusion import OcclusionAugment
+
+            self.occlusion = OcclusionAugment(occlusion_kinds or {"realistic": 0.5, "square": 0.3, "regions": 0.2},
+                                              p=occlusion_p, area=tuple(occlusion_area))
         self.flip, self.rotation, self.scale, self.shift = flip, rotation, tuple(scale), shift
         self.occluder_p, self.occluder_area, self.prior_dropout = occluder_p, tuple(occluder_area), prior_dropout
         self.warps = warps(rotation, scale, shift)
@@ -76,10 +87,22 @@ class BatchAugment:
             pixels, geometry = self._warp(pixels, geometry)
         if self.occluder_p > 0:
             pixels, hidden = self._occlude(pixels)
+        if self.occlusion is not None:
+            pixels, masks = self._realistic(pixels, geometry)
+            hidden = masks if hidden is None else hidden | masks
         if self.prior_dropout > 0 and geometry is not None:  # as when the prior fails on a (heavily occluded) face
             keep = torch.rand(len(pixels), device=pixels.device) >= self.prior_dropout
             geometry = self.backend.select(geometry, keep, self.backend.empty(len(pixels), pixels.device))
         return pixels, geometry, hidden
+
+    def _realistic(self, pixels: torch.Tensor, geometry: Geometry | None):
+        """``orsanet.occlusion`` occluders placed from the geometry's points (the average face without);
+        seeded from the global torch generator, so that a resumed run draws the same occluders."""
+        self.occlusion.generator = torch.Generator().manual_seed(int(torch.randint(0, 2 ** 62, (1,))))
+        points = valid = None
+        if geometry is not None and self.backend.points(geometry) is not None:
+            points, valid = self.backend.points(geometry), self.backend.valid(geometry)
+        return self.occlusion(pixels, points, valid)
 
     def _flip(self, pixels: torch.Tensor, geometry: Geometry | None):
         chosen = torch.rand(len(pixels), device=pixels.device) < 0.5

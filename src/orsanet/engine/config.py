@@ -69,6 +69,10 @@ class AugmentConfig:
     scale: tuple[float, float] = (1.0, 1.0)
     shift: float = 0.0  # fraction of the crop, uniform in [-shift, shift] per axis
     prior_dropout: float = 0.0  # mesh priors: treat this fraction of faces as unfitted (the mesh fails under occlusion)
+    # orsanet.occlusion generators per batch (realistic occluders, squares, regions), masks handed to the priors:
+    occlusion_kinds: dict = field(default_factory=dict)  # kind or group -> weight; {} with p > 0: the default mix
+    occlusion_p: float = 0.0  # share of faces occluded
+    occlusion_area: tuple[float, float] = (0.1, 0.4)  # area range of the kinds that take one (squares)
 
 
 @dataclass
@@ -115,7 +119,7 @@ POSITIVE = {"optim.lr", "optim.batch_size", "optim.epochs", "optim.gamma", "loss
             "run.max_train_batches", "run.max_eval_batches", "run.threads", "run.max_minutes"}
 NON_NEGATIVE = {"optim.weight_decay", "optim.sam_rho", "optim.warmup_epochs", "loss.warmup_epochs", "loss.smoothing",
                 "loss.dare_weight", "data.num_workers", "data.valid_fraction", "augment.erasing_p",
-                "augment.rotation", "augment.shift", "augment.prior_dropout", "model.drop_path"}
+                "augment.rotation", "augment.shift", "augment.prior_dropout", "augment.occlusion_p", "model.drop_path"}
 CHOICES = {"data.color": ("auto", "rgb", "gray"), "loss.dare_form": ("additive", "multiplicative"),
            "run.select_metric": ("accuracy", "mean_class_accuracy", "macro_f1")}
 

@@ -216,7 +216,8 @@ class Trainer:
 
         planned = model_config(config.model)  # the class count comes from the data below
         augment = config.augment
-        batch_level = planned.prior_backend is not None or warps(augment.rotation, augment.scale, augment.shift)
+        batch_level = (planned.prior_backend is not None or warps(augment.rotation, augment.scale, augment.shift)
+                       or augment.occlusion_p > 0)
         self.contract = training_contract(config, planned.input_size)
         self.train_set, self.valid_set, self.test_set = build_splits(config, self.contract, not batch_level)
         log.info("input contract: %s", self.contract.to_dict())
@@ -275,9 +276,14 @@ class Trainer:
     def _batch_augment(self) -> BatchAugment:
         """Augmentation on whole batches: one warp moves pixels and prior geometry together."""
         augment = self.config.augment
-        return BatchAugment(self.face.priors, flip=augment.flip, rotation=augment.rotation, scale=tuple(augment.scale),
-                            shift=augment.shift, occluder_p=augment.erasing_p,
-                            occluder_area=tuple(augment.erasing_scale), prior_dropout=augment.prior_dropout)
+        try:
+            return BatchAugment(self.face.priors, flip=augment.flip, rotation=augment.rotation,
+                                scale=tuple(augment.scale), shift=augment.shift, occluder_p=augment.erasing_p,
+                                occluder_area=tuple(augment.erasing_scale), prior_dropout=augment.prior_dropout,
+                                occlusion_kinds=augment.occlusion_kinds, occlusion_p=augment.occlusion_p,
+                                occlusion_area=tuple(augment.occlusion_area))
+        except (ValueError, ImportError) as error:
+            raise ConfigError(f"augment: {error}") from None
 
     # ----------------------------------------------------------------- state
     def _state(self, epoch: int) -> dict:
