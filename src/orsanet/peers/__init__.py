@@ -29,6 +29,9 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from orsanet.labels import canonical_name
+from orsanet.weights import load_weights
+
 from . import face_api_expression, mini_xception
 
 log = logging.getLogger(__name__)
@@ -51,13 +54,18 @@ class PeerSpec:
     provenance: dict[str, str] = field(default_factory=dict)
 
 
+def canonical_names(native: tuple[str, ...]) -> tuple[str, ...]:
+    """A peer's own class names as canonical expression names (``orsanet.labels``: "happy" -> "happiness")."""
+    return tuple(canonical_name(name) for name in native)
+
+
 PEERS: dict[str, PeerSpec] = {
     "fer-mini-xception": PeerSpec(
         name="fer-mini-xception",
         build=mini_xception.MiniXception,
         preprocess=mini_xception.preprocess,
         native_labels=mini_xception.NATIVE_LABELS,
-        label_names=("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"),
+        label_names=canonical_names(mini_xception.NATIVE_LABELS),
         input_size=mini_xception.INPUT_SIZE,
         color="gray",
         weights="fer_mini_xception.safetensors",
@@ -73,7 +81,7 @@ PEERS: dict[str, PeerSpec] = {
         build=face_api_expression.FaceExpressionNet,
         preprocess=face_api_expression.preprocess,
         native_labels=face_api_expression.NATIVE_LABELS,
-        label_names=("neutral", "happiness", "sadness", "anger", "fear", "disgust", "surprise"),
+        label_names=canonical_names(face_api_expression.NATIVE_LABELS),
         input_size=face_api_expression.INPUT_SIZE,
         color="rgb",
         weights="face_api_expression.safetensors",
@@ -142,7 +150,7 @@ def load_peer(name: str, device: str | torch.device = "cpu") -> PeerModel:
     with safe_open(str(path), framework="pt") as handle:
         state = {key: handle.get_tensor(key) for key in handle.keys()}
         metadata = handle.metadata() or {}
-    network.load_state_dict(state, strict=True)
+    load_weights(network, state, str(path))
     log.debug("loaded peer %s from %s", name, path)
     model = PeerModel(spec, network, {**spec.provenance, **metadata, "weights_file": path.name})
     return model.to(device).eval()
