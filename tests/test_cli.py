@@ -44,3 +44,10 @@ def test_convert_official_reports_a_bad_file_in_one_line(tmp_path, capsys):
 def test_console_script_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "orsanet.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "convert-official" in result.stdout
+
+
+def test_serve_refuses_bad_limits_in_one_line(capsys):
+    from orsanet.cli import main
+
+    assert main(["serve", "--max-queue", "0"]) == 2
+    assert "--max-queue must be positive" in capsys.readouterr().err

@@ -115,5 +115,5 @@ class Recognizer:
                 pending.append((str(path), frame, image))
                 if len(pending) >= self.batch_size:
                     yield from flush()
-            if pending:
-                yield from flush()
+        if pending:
+            yield from flush()

@@ -123,6 +123,52 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_occlude(args: argparse.Namespace) -> int:
+    from orsanet.occlusion.dataset import OcclusionTreeError, occlude_tree
+
+    if args.area is not None and not 0 < args.area < 1:
+        raise UsageError(f"--area must lie between 0 and 1, got {args.area}")
+    try:
+        summary = occlude_tree(args.data, args.out, args.kind, args.seed, area=args.area, split=args.split,
+                               overwrite=args.overwrite, batch_size=args.batch_size, device=args.device)
+    except OcclusionTreeError as error:
+        raise UsageError(str(error)) from None
+    print(f"{summary['occluded']} images occluded with {summary['kind']} (face mesh fitted on "
+          f"{summary['faces_fitted']}), {len(summary['unreadable_images'])} unreadable copied unchanged, "
+          f"{summary['files_copied']} files copied; manifest {summary['manifest']}")
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from orsanet.engine.robustness import (RobustnessError, format_table, parse_settings, plot_report,
+                                           plot_sensitivity_report, robustness)
+    from orsanet.fileio import write_text_atomic
+    from orsanet.occlusion import REGIONS
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
+    try:
+        settings = parse_settings(args.settings)
+        if args.sensitivity and not any(s.kind in REGIONS and not s.params for s in settings):
+            raise UsageError("--sensitivity needs region settings (eyes, brows, nose, mouth, upper, lower, left, "
+                             "right)")
+        report = robustness(args.models, args.data, args.kind, args.split, [s.name for s in settings], args.seed,
+                            args.limit, args.batch_size, args.device, args.label_mode)
+    except RobustnessError as error:
+        raise UsageError(str(error)) from None
+    print(format_table(report))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(report, indent=2))
+        log.info("wrote %s", args.json)
+    if args.plot:
+        plot_report(report, args.plot)
+        log.info("wrote %s", args.plot)
+    if args.sensitivity:
+        plot_sensitivity_report(report, args.sensitivity)
+        log.info("wrote %s", args.sensitivity)
+    return 0
+
+
 def _print_result(result) -> None:
     """The predict table's lines for one image or frame: a line per face, or one saying why there is none."""
     name = result.file.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # any file name prints
@@ -184,6 +230,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if readable == 0:
         print("orsanet: error: nothing could be read", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from orsanet.serve import run
+    except ImportError as error:
+        raise UsageError(f"orsanet serve needs the 'serve' extra: pip install 'orsanet[serve]' ({error.name} missing)") \
+            from None
+    limits = {name: getattr(args, name) for name in ("max_upload_mb", "max_pixels", "max_video_frames",
+                                                     "request_timeout_s", "max_queue", "max_batch")}
+    for name, value in limits.items():
+        if value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    run(args.host, args.port, args.model, args.device, **limits)
     return 0
 
 
@@ -250,6 +311,44 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="write the report here (and a confusion-matrix PNG beside it)")
     evaluate.set_defaults(handler=cmd_eval)
 
+    occlude_cmd = commands.add_parser("occlude",
+                                      help="write an occluded copy of a dataset tree (same layout and labels)")
+    occlude_cmd.add_argument("data", help="dataset root (every file under it is mirrored)")
+    occlude_cmd.add_argument("out", help="output folder (must be empty or absent, and outside DATA)")
+    occlude_cmd.add_argument("--kind", required=True,
+                             help="occlusion kind or group: square_black, square_mean, eyes, brows, nose, mouth, "
+                                  "upper, lower, left, right, medical_mask, sunglasses, hand, ..., square, regions, "
+                                  "realistic")
+    occlude_cmd.add_argument("--area", type=float, default=None,
+                             help="square kinds: area fraction of the image (default: uniform in 0.1..0.4)")
+    occlude_cmd.add_argument("--seed", type=int, default=0, help="base seed (each image's seed comes from its path)")
+    occlude_cmd.add_argument("--split", default=None, help="only this split folder (e.g. test, FER2013Test)")
+    occlude_cmd.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT")
+    occlude_cmd.add_argument("--batch-size", type=int, default=64, help="images whose face mesh is fitted together")
+    occlude_cmd.add_argument("--device", default="cpu")
+    occlude_cmd.set_defaults(handler=cmd_occlude)
+
+    robust = commands.add_parser("robustness",
+                                 help="models and peers on the clean split and under every occlusion setting")
+    robust.add_argument("models", nargs="+", metavar="MODEL",
+                        help="model file, 'default', or a peer: peer:fer-mini-xception, peer:face-api-expression")
+    robust.add_argument("data", help="dataset root")
+    robust.add_argument("--kind", default="auto", help="dataset kind (default auto)")
+    robust.add_argument("--split", default=None, help="split (default: test; a flat class tree is read whole)")
+    robust.add_argument("--settings", default=None,
+                        help="comma list of kind or kind@area (default: square_mean@0.1,0.2,0.3, square_black@0.2, "
+                             "the 8 regions, medical_mask, sunglasses, hand, hair, scarf, microphone)")
+    robust.add_argument("--seed", type=int, default=0)
+    robust.add_argument("--limit", type=int, default=None,
+                        help="evaluate N images (each class keeps its share; the first of each class)")
+    robust.add_argument("--label-mode", default="majority", help="FERPlus: majority or argmax")
+    robust.add_argument("--batch-size", type=int, default=64)
+    robust.add_argument("--device", default="cpu")
+    robust.add_argument("--json", help="write every figure here")
+    robust.add_argument("--plot", help="PNG: accuracy against occlusion for every model")
+    robust.add_argument("--sensitivity", help="PNG: per-model heat map of the recall drop per region and class")
+    robust.set_defaults(handler=cmd_robustness)
+
     predict = commands.add_parser("predict", help="expression of every face in images, folders and videos")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or videos")
     predict.add_argument("--model", default="default", help="model file, or 'default' (the packaged model)")
@@ -265,6 +364,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=8, help="images or frames classified together")
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(handler=cmd_predict)
+
+    serve = commands.add_parser("serve", help="REST API and web page (photos, live camera) on this machine")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", default="default", help="model file, or 'default'")
+    serve.add_argument("--device", default="cpu")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default 20 MB)")
+    serve.add_argument("--max-pixels", type=int, default=25_000_000, help="largest image or frame (default 25 MP)")
+    serve.add_argument("--max-video-frames", type=int, default=64, help="most sampled frames of a video (default 64)")
+    serve.add_argument("--request-timeout-s", type=float, default=30.0, help="answer within (default 30 s)")
+    serve.add_argument("--max-queue", type=int, default=16, help="requests waiting for the model (then 503)")
+    serve.add_argument("--max-batch", type=int, default=8, help="pictures per model call (concurrent requests)")
+    serve.set_defaults(handler=cmd_serve)
 
     info = commands.add_parser("info", help="show a model file's metadata (config, labels, metrics)")
     info.add_argument("model", help="model file, or 'default'")

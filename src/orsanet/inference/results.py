@@ -41,7 +41,7 @@ class Face:
                   "probabilities": {name: round(float(p), 4) for name, p in self.probabilities.items()},
                   "prior_valid": bool(self.prior_valid), "detection_score": round(float(self.detection_score), 4)}
         if landmarks:
-            values["landmarks"] = None if self.landmarks is None else np.round(self.landmarks, 1).tolist()
+            values["landmarks"] = None if self.landmarks is None else np.round(self.landmarks.astype(np.float64), 1).tolist()
         return values
 
 
