@@ -234,3 +234,22 @@ def test_train_with_realistic_occluders_end_to_end(tmp_path):
     bad = run_cli(["train", "--set", "data.kind=folder", "--set", f"data.root={root}", "--set", "data.test_split=null",
                    "--set", "augment.occlusion_p=0.5", "--set", "augment.occlusion_kinds={mask: 1}"])
     assert bad.returncode == 2 and "augment: unknown occlusion kinds ['mask']" in bad.stderr
+
+
+def test_two_fresh_runs_with_the_same_seed_end_with_the_same_weights(tmp_path):
+    """The second run reads the prior cache the first one wrote: it must see the very same priors."""
+    from safetensors.torch import load_file
+
+    root = make_folder_tree(tmp_path / "data", {"train": 4, "valid": 2})
+    common = ["train", "--set", "data.kind=folder", "--set", f"data.root={root}", "--set", "data.test_split=null",
+              "--set", "optim.recipe=adamw_cosine", "--set", "optim.epochs=1", "--set", "optim.batch_size=4",
+              "--set", "model.size=tiny", "--set", "model.image_backbone=resnet_compact",
+              "--set", "model.landmark_source=mesh_heatmaps", "--set", "model.parsing_source=mesh_parsing",
+              "--set", "model.dim=32", "--set", "model.num_heads=4", "--set", "model.input_size=56",
+              "--set", "augment.rotation=10", "--set", "augment.erasing_p=0.5", "--set", "data.num_workers=2",
+              "--set", f"run.prior_cache={tmp_path / 'cache'}"]
+    for name in ("first", "second"):
+        result = run_cli(common + ["--set", f"run.output_dir={tmp_path / name}"])
+        assert result.returncode == 0, result.stderr[-2000:]
+    first, second = (load_file(str(tmp_path / name / "last.safetensors")) for name in ("first", "second"))
+    assert all(torch.equal(first[key], second[key]) for key in first)

@@ -84,7 +84,8 @@ def mesh_flip_permutation() -> torch.Tensor:
     """``(468,)``: index of the mesh point that mirrors each point (from the shipped mesh weights)."""
     from orsanet.priors.face_mesh import FaceMesh
 
-    return FaceMesh(batch_size=1).flip_permutation.clone()
+    with torch.random.fork_rng(devices=[]):  # building the network draws initial weights: leave the global RNG alone
+        return FaceMesh(batch_size=1).flip_permutation.clone()
 
 
 class MeshPriors(PriorBackend):
@@ -112,11 +113,14 @@ class MeshPriors(PriorBackend):
 
     @property
     def mesh(self):
-        """The face-mesh network, built on first use (its weights ship with the package)."""
+        """The face-mesh network, built on first use (its weights ship with the package). Building it
+        leaves the global random generator as it was, so a run that measures its priors and one that
+        reads them from the cache train alike."""
         if self._mesh is None:
             from orsanet.priors.face_mesh import FaceMesh
 
-            self._mesh = FaceMesh().to(self.device)
+            with torch.random.fork_rng(devices=[]):
+                self._mesh = FaceMesh().to(self.device)
         return self._mesh
 
     def to(self, device: torch.device | str) -> "MeshPriors":
