@@ -25,3 +25,17 @@ def official_state_large() -> dict[str, torch.Tensor]:
 def face_batch() -> torch.Tensor:
     """Two normalised 224 px 'images' (random, but fixed)."""
     return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random compact mesh-prior model file (FERPlus labels, grey 56-px input), like the default's layout."""
+    from orsanet.checkpoint import save_model
+    from orsanet.contract import InputContract
+    from orsanet.labels import dataset_label_names
+    from orsanet.models import ORSANet, compact_config
+
+    torch.manual_seed(0)
+    labels = dataset_label_names("ferplus")
+    model = ORSANet(compact_config(len(labels), dim=32, num_heads=4), labels)
+    return save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", model, labels, InputContract(56, color="gray"))

@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from orsanet.cli import main
-from test_predict import ASTRONAUT, tiny_model  # noqa: F401  (fixture)
+from test_predict import ASTRONAUT
 
 
 def run(args, capsys) -> tuple[int, str, str]:

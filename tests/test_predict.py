@@ -14,24 +14,13 @@ from PIL import Image
 
 from orsanet.checkpoint import DEFAULT_MODEL_PATH, save_model
 from orsanet.cli import main
-from orsanet.contract import InputContract
 from orsanet.labels import dataset_label_names
-from orsanet.models import ORSANet, compact_config
+from orsanet.models import ORSANet
 from orsanet.priors import FaceDetector, FaceMesh, flip_parsing_map, roi_from_detection
 from orsanet.priors.face_priors import MeshPriors
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ASTRONAUT = EXAMPLES / "astronaut.jpg"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A random compact mesh-prior model (FERPlus labels, grey 56-px input)."""
-    torch.manual_seed(0)
-    labels = dataset_label_names("ferplus")
-    model = ORSANet(compact_config(len(labels), dim=32, num_heads=4), labels)
-    contract = InputContract(56, color="gray")
-    return save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", model, labels, contract)
 
 
 @pytest.fixture(scope="module")

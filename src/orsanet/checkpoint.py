@@ -8,7 +8,7 @@ The metadata (safetensors header, key ``"orsanet"``) holds::
      "metrics": {...}, "provenance": {...}}
 
 Models are built from the config first and the weights are loaded as a separate step
-(``orsanet.weights.load_weights``); nothing is ever unpickled. Every problem with a file is a
+(``orsanet.weight_loading.load_weights``); nothing is ever unpickled. Every problem with a file is a
 one-line ``CheckpointError`` naming it.
 """
 
@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from orsanet.contract import ContractError, InputContract
 from orsanet.fileio import atomic_path
 from orsanet.models import ORSANet, ORSANetConfig
-from orsanet.weights import CheckpointError, load_weights
+from orsanet.weight_loading import CheckpointError, load_weights
 
 FORMAT_NAME = "orsanet"
 FORMAT_VERSION = 1

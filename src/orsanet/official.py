@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from orsanet.weights import CheckpointError, load_weights
+from orsanet.weight_loading import CheckpointError, load_weights
 from orsanet.models import MCM_DEPTHS, ORSANet, ORSANetConfig
 
 log = logging.getLogger(__name__)

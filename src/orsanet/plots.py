@@ -180,3 +180,123 @@ def plot_occlusion_curve(results: Mapping[str, Iterable[tuple[float, float]]], p
     else:
         axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes, color="grey")
     return _save(figure, path)
+
+
+def plot_robustness(squares: Mapping[str, Mapping[str, Iterable[tuple[float, float]]]],
+                    bars: Mapping[str, Mapping[str, float]], clean: Mapping[str, float], path: str | os.PathLike,
+                    title: str = "Accuracy under occlusion") -> Path:
+    """Two panels for ``orsanet robustness``; returns ``path``.
+
+    Left: accuracy against the occluded area, one colour per model: ``squares[model][kind]`` holds
+    ``(area_fraction, accuracy)`` pairs per square kind (the first kind solid, the others dashed),
+    each line starting at the model's ``clean`` accuracy at 0 %. Right: grouped bars of
+    ``bars[model][setting]`` accuracy (settings in first-seen order), the clean accuracy as a dashed
+    line in the model's colour.
+    """
+    from matplotlib.lines import Line2D
+
+    models = list(dict.fromkeys([*clean, *squares, *bars]))
+    settings = list(dict.fromkeys(s for model in models for s in bars.get(model, {})))
+    kinds = list(dict.fromkeys(k for model in models for k in squares.get(model, {})))
+    colours = [f"C{i % 10}" for i in range(len(models))]
+    figure = _new_figure(5.0 + max(4.0, 0.22 * len(settings) * max(len(models), 1) + 1.0), 4.8)
+    grid = figure.add_gridspec(1, 2, width_ratios=[1.0, max(1.2, 0.05 * len(settings) * max(len(models), 1))])
+    left, right = figure.add_subplot(grid[0]), figure.add_subplot(grid[1])
+
+    styles, markers = ["-", "--", ":", "-."], ["o", "s", "^", "D"]
+    for model, colour in zip(models, colours):
+        start = _number(clean.get(model))
+        for k, kind in enumerate(kinds):
+            pairs = sorted((float(a), float(v)) for a, v in squares.get(model, {}).get(kind, []))
+            if start is not None:
+                pairs = [(0.0, start)] + pairs
+            if len(pairs) < 1:
+                continue
+            areas, values = zip(*pairs)
+            left.plot([100 * a for a in areas], values, styles[k % 4], marker=markers[k % 4], color=colour,
+                      markersize=4)
+    handles = [Line2D([], [], color=c, marker="o", label=str(m)) for m, c in zip(models, colours)]
+    handles += [Line2D([], [], color="grey", linestyle=styles[k % 4], marker=markers[k % 4], label=kind)
+                for k, kind in enumerate(kinds) if len(kinds) > 1 or kind != "square_mean"]
+    left.set(xlabel="occluded area (% of the image)", ylabel="accuracy", title="random square")
+    left.set_ylim(0.0, 1.0)
+    left.grid(True, alpha=0.3)
+    if kinds:
+        left.legend(handles=handles, fontsize=8)
+    else:
+        left.text(0.5, 0.5, "no square settings", ha="center", va="center", transform=left.transAxes, color="grey")
+
+    if settings:
+        width = 0.8 / max(len(models), 1)
+        positions = np.arange(len(settings))
+        for m, (model, colour) in enumerate(zip(models, colours)):
+            values = [_number(bars.get(model, {}).get(s)) for s in settings]
+            offsets = positions - 0.4 + width * (m + 0.5)
+            right.bar(offsets, [v if v is not None else 0.0 for v in values], width, color=colour, label=str(model))
+            if _number(clean.get(model)) is not None:
+                right.axhline(float(clean[model]), color=colour, linestyle="--", linewidth=1, alpha=0.8)
+        right.set_xticks(positions)
+        right.set_xticklabels(settings, rotation=45, ha="right")
+        right.set_xlim(-0.6, len(settings) - 0.4)
+        right.legend(fontsize=8, ncols=min(len(models), 3), loc="upper right")
+    else:
+        right.text(0.5, 0.5, "no region or realistic settings", ha="center", va="center",
+                   transform=right.transAxes, color="grey")
+    right.set(ylabel="accuracy", title="regions and realistic occluders (dashed: clean)")
+    right.set_ylim(0.0, 1.0)
+    right.grid(True, axis="y", alpha=0.3)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_region_sensitivity(maps: Mapping[str, tuple[Sequence[str], Sequence[str], Sequence[Sequence[float]]]],
+                            path: str | os.PathLike,
+                            title: str = "Drop in per-class recall when a region is hidden") -> Path:
+    """One heat map per model of the recall drop in points (rows: regions, columns: classes), annotated
+    with the numbers; red = hiding the region costs the class recall, blue = hiding it helps. ``maps[model]``
+    is ``(regions, classes, matrix)``; NaN cells are left grey. Returns ``path``."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    items = list(maps.items())
+    if not items:
+        raise ValueError("no sensitivity maps to draw")
+    values = [np.asarray(matrix, dtype=np.float64) for _, (_, _, matrix) in items]
+    for (name, (rows, columns, _)), matrix in zip(items, values):
+        if matrix.shape != (len(rows), len(columns)):
+            raise ValueError(f"{name}: matrix shape {matrix.shape} does not match {len(rows)} rows x "
+                             f"{len(columns)} columns")
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
+    limit = max(10.0, float(np.abs(finite).max(initial=0.0)))
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
+    widths = [max(2.5, 0.62 * len(columns) + 1.2) for _, (_, columns, _) in items]
+    height = max(3.5, 0.45 * max(len(rows) for _, (rows, _, _) in items) + 2.0)
+    figure = _new_figure(sum(widths) + 1.6, height)
+    grid = figure.add_gridspec(1, len(items) + 1, width_ratios=[*widths, 0.25])
+    image = None
+    for k, ((name, (rows, columns, _)), matrix) in enumerate(zip(items, values)):
+        axes = figure.add_subplot(grid[k])
+        masked = np.ma.masked_invalid(matrix)
+        cmap = _diverging_cmap()
+        image = axes.imshow(masked, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+        axes.set_xticks(range(len(columns)))
+        axes.set_xticklabels([str(c) for c in columns], rotation=45, ha="right", fontsize=8)
+        axes.set_yticks(range(len(rows)))
+        axes.set_yticklabels([str(r) for r in rows] if k == 0 else [""] * len(rows))
+        axes.set_title(str(name), fontsize=10)
+        for r in range(len(rows)):
+            for c in range(len(columns)):
+                value = matrix[r, c]
+                text = "–" if not np.isfinite(value) else f"{int(round(value))}"
+                strong = np.isfinite(value) and abs(value) > 0.6 * limit
+                axes.text(c, r, text, ha="center", va="center", fontsize=7, color="white" if strong else "black")
+    colourbar = figure.add_subplot(grid[-1])
+    figure.colorbar(image, cax=colourbar, label="recall drop (points; >0 = worse)")
+    figure.suptitle(title, fontsize=10)
+    return _save(figure, path)
+
+
+def _diverging_cmap():
+    """RdBu reversed (red = worse), with missing cells in light grey."""
+    from matplotlib import colormaps
+
+    return colormaps["RdBu_r"].with_extremes(bad="#dddddd")

@@ -14,7 +14,6 @@ A config has six sections (see ``configs/*.yaml``)::
 from __future__ import annotations
 
 import math
-import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 

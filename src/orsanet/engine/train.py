@@ -36,7 +36,7 @@ from orsanet.fileio import atomic_path, write_text_atomic
 from orsanet.losses import ORSANetObjective, soft_cross_entropy
 from orsanet.models import ORSANet
 from orsanet.transforms import train_transform
-from orsanet.weights import load_weights
+from orsanet.weight_loading import load_weights
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from safetensors import safe_open
 from torch import nn
 
 from orsanet.labels import canonical_name
-from orsanet.weights import load_weights
+from orsanet.weight_loading import load_weights
 
 from . import face_api_expression, mini_xception
 

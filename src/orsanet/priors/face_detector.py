@@ -98,7 +98,7 @@ def load_converted(module: nn.Module, path: Path, extra_keys: Sequence[str] = ()
 
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run scripts/convert_mediapipe_weights.py")
-    from orsanet.weights import load_weights
+    from orsanet.weight_loading import load_weights
 
     state = load_file(str(path))
     extras = {k: state.pop(k) for k in extra_keys}
