@@ -63,20 +63,25 @@ def test_audio_only_video_and_fifo_get_rows_and_the_run_goes_on(tiny_model, tmp_
     assert rows["c_face.jpg"]["error"] is None
 
 
+@pytest.mark.parametrize("option", ["--json", "--csv", "--save-vis"])
 @pytest.mark.parametrize("where", ["folder", "under_a_file", "read_only"])
-def test_outputs_that_cannot_be_written_are_refused_before_the_work(where, tiny_model, tmp_path, capsys):
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(option, where, tiny_model, tmp_path, capsys):
     if where == "folder":
         target = tmp_path
+        if option == "--save-vis":
+            (tmp_path / "a_file").write_text("x")
+            target = tmp_path / "a_file"  # --save-vis wants a folder: a file is what it cannot use
     elif where == "under_a_file":
         (tmp_path / "file").write_text("x")
-        target = tmp_path / "file" / "p.json"
+        target = tmp_path / "file" / "out"
     else:
         if os.geteuid() == 0:
-            pytest.skip("root writes into read-only folders")
+            pytest.skip("root writes into read-only folders: the failure cannot happen")
         (tmp_path / "ro").mkdir(mode=0o500)
-        target = tmp_path / "ro" / "p.json"
-    code, _, err = run(["predict", str(ASTRONAUT), "--model", str(tiny_model), "--json", str(target)], capsys)
-    assert code == 2 and err.count("\n") == 1 and "cannot write the results" in err
+        target = tmp_path / "ro" / "out"
+    code, out, err = run(["predict", str(ASTRONAUT), "--model", str(tiny_model), option, str(target)], capsys)
+    assert code == 2 and err.count("\n") == 1 and ("cannot write the results" in err or "--save-vis" in err), err
+    assert "astronaut" not in out  # refused before any work
 
 
 def test_save_vis_handles_faces_at_the_border_and_long_names(tiny_model, astronaut_rgb, tmp_path, capsys):
