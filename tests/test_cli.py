@@ -51,3 +51,16 @@ def test_serve_refuses_bad_limits_in_one_line(capsys):
 
     assert main(["serve", "--max-queue", "0"]) == 2
     assert "--max-queue must be positive" in capsys.readouterr().err
+
+
+def test_export_writes_the_model_and_mesh_graphs(tiny_model, tmp_path):
+    import pytest
+
+    pytest.importorskip("onnxruntime")
+    from orsanet.cli import main
+    from orsanet.export import read_onnx_metadata
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(tiny_model), str(out)]) == 0
+    assert out.is_file() and (tmp_path / "m.mesh.onnx").is_file()
+    assert read_onnx_metadata(out)["preprocessing"]["input_size"] == 56

@@ -41,7 +41,8 @@ def session(path: Path):
 
 def mesh_inputs(batch: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    landmark = torch.cat([torch.rand(batch, 468, 2, generator=g), (torch.rand(batch, 468, 1, generator=g) > 0.3).float()], -1)
+    weight = (torch.rand(batch, 468, 1, generator=g) > 0.3).float()  # some points hidden
+    landmark = torch.cat([torch.rand(batch, 468, 2, generator=g), weight], -1)
     parsing = torch.rand(batch, 11, 28, 28, generator=g)
     return {"images": torch.randn(batch, 3, size, size, generator=g), "landmark_prior": landmark,
             "parsing_prior": parsing / parsing.sum(1, keepdim=True)}
@@ -162,14 +163,16 @@ def test_onnx_face_model_matches_face_model_on_the_example_face(default_export, 
 
 @needs_default
 def test_int8_graph_keeps_the_top1_class_of_the_example_face(default_export, example_crop):
-    float_face, int8_face = OnnxFaceModel(default_export, threads=1), OnnxFaceModel(int8_graph_path(default_export), threads=1)
+    float_face = OnnxFaceModel(default_export, threads=1)
+    int8_face = OnnxFaceModel(int8_graph_path(default_export), threads=1)
     assert int8_face.priors.mesh_path == mesh_graph_path(default_export)  # the int8 classifier reads the float mesh
     values = int8_face.metadata
     assert values["quantization"]["float_graph"] == "default.onnx" and values["label_names"] == float_face.label_names
     ops = {node.op_type for node in onnx.load(str(int8_graph_path(default_export))).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     geometry = float_face.measure(example_crop)
-    assert int(int8_face.logits(example_crop, geometry).argmax()) == int(float_face.logits(example_crop, geometry).argmax())
+    top1 = int(float_face.logits(example_crop, geometry).argmax())
+    assert int(int8_face.logits(example_crop, geometry).argmax()) == top1
     assert int8_graph_path(default_export).stat().st_size < default_export.stat().st_size / 2
 
 
@@ -194,11 +197,15 @@ def test_paper_like_graph_takes_images_only_and_matches_pytorch(paper_model, pap
         expected = model(model.contract.normalise(pixels)).logits
     (logits,) = graph.run(None, {"images": model.contract.normalise(pixels).numpy()})
     torch.testing.assert_close(torch.from_numpy(logits), expected, atol=1e-4, rtol=0)
-    face = OnnxFaceModel(paper_export, threads=1)
+
+
+def test_paper_like_onnx_face_model_matches_face_model(paper_model, paper_export):
+    face, reference = OnnxFaceModel(paper_export, threads=1), FaceModel.load(paper_model)
+    pixels = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(2))
     assert face.priors is None and face.measure(pixels) is None and not mesh_graph_path(paper_export).exists()
-    torch.testing.assert_close(face.logits(pixels), FaceModel.load(paper_model).logits(pixels), atol=1e-4, rtol=0)
-    torch.testing.assert_close(face.logits(pixels, flip=True), FaceModel.load(paper_model).logits(pixels, flip=True),
-                               atol=1e-4, rtol=0)
+    for flip in (False, True):
+        torch.testing.assert_close(face.logits(pixels, flip=flip), reference.logits(pixels, flip=flip),
+                                   atol=1e-4, rtol=0)
 
 
 def test_paper_like_metadata(paper_export):
@@ -247,3 +254,21 @@ def test_paper_configuration_exports(tmp_path):
         (logits,) = graph.run(None, {"images": images.numpy()})
         torch.testing.assert_close(torch.from_numpy(logits), expected, atol=1e-4, rtol=0)
     assert read_onnx_metadata(out)["config"]["parsing_source"] == "swin_b"
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_is_the_fallback(paper_model, tmp_path, monkeypatch):
+    """Where the TorchScript exporter fails, torch.export's (dynamo=True) writes the same graph."""
+    import orsanet.export as export
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no TorchScript exporter")
+
+    monkeypatch.setattr(export, "_torchscript_export", broken)
+    out = export_onnx(paper_model, tmp_path / "dynamo.onnx")
+    assert read_onnx_metadata(out)["exporter"] == "dynamo"
+    model = load_model(paper_model)
+    pixels = torch.rand(3, 3, 112, 112, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(model.contract.normalise(pixels)).logits
+    torch.testing.assert_close(OnnxFaceModel(out, threads=1).logits(pixels), expected, atol=1e-4, rtol=0)

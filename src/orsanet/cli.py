@@ -233,6 +233,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from orsanet.export import ExportError, export_onnx, int8_graph_path, mesh_graph_path
+    except ImportError as error:
+        raise UsageError(f"orsanet export needs the 'export' extra: pip install 'orsanet[export]' ({error})") from None
+    try:
+        out = export_onnx(args.model, args.out, opset=args.opset, int8=args.int8)
+    except ImportError as error:
+        raise UsageError(f"orsanet export needs the 'export' extra: pip install 'orsanet[export]' ({error})") from None
+    except ExportError as error:
+        raise UsageError(str(error)) from None
+    written = [out] + [p for p in (mesh_graph_path(out), int8_graph_path(out)) if p.exists()]
+    for path in written:
+        log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from orsanet.serve import run
@@ -364,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=8, help="images or frames classified together")
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(handler=cmd_predict)
+
+    export = commands.add_parser("export", help="ONNX graphs of a model (and of the face mesh it needs), optionally int8")
+    export.add_argument("model", help="model file, or 'default'")
+    export.add_argument("out", help="output .onnx file (the mesh graph goes beside it as <name>.mesh.onnx)")
+    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--int8", action="store_true", help="also a statically quantised <name>.int8.onnx")
+    export.set_defaults(handler=cmd_export)
 
     serve = commands.add_parser("serve", help="REST API and web page (photos, live camera) on this machine")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")

@@ -121,30 +121,43 @@ def _torch_export(module: nn.Module, args: tuple, path: Path, inputs: list[dict]
                   opset: int, dynamic_batch: bool) -> str:
     """``torch.onnx.export``: the TorchScript exporter (``dynamo=False``) first, then torch.export's
     (``dynamo=True``) where the former is missing or fails. Returns the exporter used."""
-    module.eval()  # export restores the wrapper's mode afterwards, which would leave the model in training mode
     names, out_names = [i["name"] for i in inputs], [o["name"] for o in outputs]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript-based ONNX export"
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            # InstanceNorm2d(track_running_stats=False) always normalises with the input's statistics
-            warnings.filterwarnings("ignore", message=".*instance_norm.*train=True")
-            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")  # flips: left as Slice
-            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,
-                              input_names=names, output_names=out_names, do_constant_folding=True,
-                              dynamic_axes={n: {0: "batch"} for n in names + out_names} if dynamic_batch else None)
+        _torchscript_export(module, args, path, names, out_names, opset, dynamic_batch)
         return "torchscript"
     except Exception as legacy_error:  # noqa: BLE001 - fall back to the other exporter, report both
         try:
-            batch = torch.export.Dim("batch", min=1)
-            shapes = {n: {0: batch} for n in names} if dynamic_batch else None
-            program = torch.onnx.export(module, args, dynamo=True, opset_version=opset, input_names=names,
-                                        output_names=out_names, dynamic_shapes=shapes, optimize=True)
-            program.save(str(path))
+            _dynamo_export(module, args, path, names, out_names, opset, dynamic_batch)
             return "dynamo"
         except Exception as dynamo_error:  # noqa: BLE001
             raise ExportError(f"{path}: torch.onnx.export failed with dynamo=False ({legacy_error}) "
                               f"and with dynamo=True ({dynamo_error})") from dynamo_error
+
+
+def _torchscript_export(module: nn.Module, args: tuple, path: Path, names: list[str], out_names: list[str],
+                        opset: int, dynamic_batch: bool) -> None:
+    module.eval()  # export restores the wrapper's mode afterwards, which would leave the model in training mode
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript-based ONNX export"
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # InstanceNorm2d(track_running_stats=False) always normalises with the input's statistics
+        warnings.filterwarnings("ignore", message=".*instance_norm.*train=True")
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")  # flips: left as Slice
+        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,
+                          input_names=names, output_names=out_names, do_constant_folding=True,
+                          dynamic_axes={n: {0: "batch"} for n in names + out_names} if dynamic_batch else None)
+
+
+def _dynamo_export(module: nn.Module, args: tuple, path: Path, names: list[str], out_names: list[str],
+                   opset: int, dynamic_batch: bool) -> None:
+    module.eval()
+    batch = torch.export.Dim("batch", min=1)
+    shapes = tuple({0: batch} for _ in args) if dynamic_batch else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "The axis name: batch will not be used, since it shares ..."
+        program = torch.onnx.export(module, args, dynamo=True, opset_version=opset, input_names=names,
+                                    output_names=out_names, dynamic_shapes=shapes, optimize=True, verbose=False)
+    program.save(str(path))
 
 
 def _set_metadata(path: Path, values: dict) -> None:
@@ -152,6 +165,8 @@ def _set_metadata(path: Path, values: dict) -> None:
     import onnx
 
     graph = onnx.load(str(path))
+    values = {**values, "opset": next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")),
+                                      values.get("opset"))}  # the dynamo exporter may keep a newer one
     onnx.helper.set_model_props(graph, {key: json.dumps(value, sort_keys=True) for key, value in values.items()})
     graph.producer_name, graph.doc_string = "orsanet", values.get("description", "")
     onnx.checker.check_model(graph)
@@ -234,15 +249,16 @@ def export_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, *, o
               "description": f"orsanet {config.image_backbone} classifier, {config.num_classes} classes, {size} px"}
     _set_metadata(out_path, values)
     if backend == "mesh":
-        export_mesh(mesh_graph_path(out_path), opset=opset, dynamic_batch=dynamic_batch, exporter_values=values)
+        export_mesh(mesh_graph_path(out_path), opset=opset, dynamic_batch=dynamic_batch, classifier=out_path.name)
     if int8:
         quantize_int8(out_path)
     return out_path
 
 
 def export_mesh(out_path: str | os.PathLike, *, opset: int = 17, dynamic_batch: bool = True,
-                exporter_values: dict | None = None) -> Path:
-    """Export the shipped 468-point face-mesh network (``FaceMeshNet``) to ``out_path``."""
+                classifier: str | None = None) -> Path:
+    """Export the shipped 468-point face-mesh network (``FaceMeshNet``) to ``out_path`` (``classifier``:
+    the file name of the classifier graph that reads it, recorded in the metadata)."""
     import orsanet
     from orsanet.priors.face_mesh import INPUT_SIZE, NUM_POINTS, FaceMesh
 
@@ -266,8 +282,8 @@ def export_mesh(out_path: str | os.PathLike, *, opset: int = 17, dynamic_batch: 
                         "presence_threshold": backend.threshold, "prior_size": backend.size,
                         "padding_mode": mesh.padding_mode},
               "description": "MediaPipe 468-point face mesh (orsanet.priors.face_mesh.FaceMeshNet)"}
-    if exporter_values is not None:
-        values["classifier_source"] = exporter_values.get("source")
+    if classifier is not None:
+        values["classifier_graph"] = classifier
     _set_metadata(out_path, values)
     return out_path
 
@@ -381,7 +397,8 @@ def generated_faces(contract: InputContract, count: int = 32, seed: int = 0
     pixels, points, presence, hidden = [], [], [], []
     for index in range(count):
         xy = _cartoon_mesh(mouth_open=rng.uniform(0, 0.09) * (rng.random() < 0.6), smile=rng.uniform(-0.02, 0.05),
-                           brow=rng.uniform(-0.02, 0.04), eye_open=rng.uniform(0.012, 0.04), width=rng.uniform(0.9, 1.1))
+                           brow=rng.uniform(-0.02, 0.04), eye_open=rng.uniform(0.012, 0.04),
+                           width=rng.uniform(0.9, 1.1))
         angle, scale, shift = np.radians(rng.uniform(-12, 12)), rng.uniform(0.85, 1.05), rng.uniform(-0.04, 0.04, 2)
         turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         xy = (xy - [0.5, 0.55]) @ turn.T * scale + [0.5, 0.55] + shift
@@ -431,6 +448,9 @@ def _session(path: Path, threads: int | None):
     options.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle worker threads sleep instead of spinning: between runs the same cores do orsanet's
+    # (PyTorch) crops and prior drawing, which spinning workers would slow down.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # noqa: BLE001
@@ -441,7 +461,8 @@ def _run(session, feeds: dict[str, np.ndarray], dynamic: bool) -> list[np.ndarra
     """Run a graph; one face at a time when its batch axis is fixed."""
     if dynamic or next(iter(feeds.values())).shape[0] == 1:
         return session.run(None, feeds)
-    runs = [session.run(None, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(len(next(iter(feeds.values()))))]
+    count = len(next(iter(feeds.values())))
+    runs = [session.run(None, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(count)]
     return [np.concatenate(parts) for parts in zip(*runs)]
 
 
@@ -466,7 +487,10 @@ class OnnxMeshPriors(MeshPriors):
         from orsanet.priors.face_mesh import FaceMesh
 
         self.mesh_path = Path(mesh_path)
-        values = read_onnx_metadata(self.mesh_path)
+        session = _session(self.mesh_path, threads)
+        values = _decode(session.get_modelmeta().custom_metadata_map, self.mesh_path)
+        if values.get("role") != "face_mesh":
+            raise ExportError(f"{mesh_path}: not a face-mesh graph")
         prior = values.get("prior") or {}
         if prior.get("backend") != MeshPriors.name or prior.get("version") != MeshPriors.version:
             raise ExportError(f"{mesh_path}: mesh graph for prior {prior.get('backend')!r} version "
@@ -476,7 +500,7 @@ class OnnxMeshPriors(MeshPriors):
                          size=prior["prior_size"])
         with torch.random.fork_rng(devices=[]):
             mesh = FaceMesh(weights=None, padding_mode=prior.get("padding_mode", "border"))
-        mesh.net = _OrtMeshNet(_session(self.mesh_path, threads), values.get("dynamic_batch", True))
+        mesh.net = _OrtMeshNet(session, values.get("dynamic_batch", True))
         mesh.flip_permutation.copy_(torch.tensor(values["flip_permutation"]))
         self._mesh = mesh
 
@@ -504,7 +528,8 @@ class OnnxFaceModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise ExportError(f"{self.path}: no such ONNX file")
-        self.metadata = read_onnx_metadata(self.path)
+        self.session = _session(self.path, threads)
+        self.metadata = _decode(self.session.get_modelmeta().custom_metadata_map, self.path)
         if self.metadata.get("role") == "face_mesh":
             raise ExportError(f"{self.path}: this is the face-mesh graph; open the classifier graph next to it")
         self.contract = InputContract.from_dict(self.metadata["preprocessing"])
@@ -512,7 +537,6 @@ class OnnxFaceModel:
         self.prior_backend = self.metadata.get("prior_backend")
         self.input_names = [i["name"] for i in self.metadata["inputs"]]
         self.dynamic = bool(self.metadata.get("dynamic_batch", True))
-        self.session = _session(self.path, threads)
         self.priors: OnnxMeshPriors | None = None
         if self.prior_backend == "mesh":
             mesh = Path(mesh_path) if mesh_path is not None else self.path.with_name(self.metadata["mesh_graph"])
