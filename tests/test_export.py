@@ -272,3 +272,36 @@ def test_dynamo_exporter_is_the_fallback(paper_model, tmp_path, monkeypatch):
     with torch.no_grad():
         expected = model(model.contract.normalise(pixels)).logits
     torch.testing.assert_close(OnnxFaceModel(out, threads=1).logits(pixels), expected, atol=1e-4, rtol=0)
+
+
+def test_predict_and_eval_run_on_onnxruntime_with_pytorchs_answers(tiny_model, tmp_path, capsys):
+    """``--backend onnxruntime`` (chosen by the .onnx suffix) gives the rows and figures PyTorch gives."""
+    pytest.importorskip("onnxruntime")
+    import json
+
+    from PIL import Image
+
+    from orsanet.cli import main
+    from orsanet.export import export_onnx
+
+    onnx_path = export_onnx(tiny_model, tmp_path / "tiny.onnx")
+    rows = {}
+    for name, model in (("torch", tiny_model), ("onnx", onnx_path)):
+        out = tmp_path / f"{name}.json"
+        assert main(["predict", str(ASTRONAUT), "--model", str(model), "--json", str(out)]) == 0
+        rows[name] = json.loads(out.read_text())["faces"][0]
+    assert rows["onnx"]["expression"] == rows["torch"]["expression"]
+    for label, p in rows["torch"]["probabilities"].items():
+        assert abs(rows["onnx"]["probabilities"][label] - p) < 1e-4
+    assert main(["predict", str(ASTRONAUT), "--model", str(onnx_path), "--save-vis", str(tmp_path / "v")]) == 2
+    data = tmp_path / "data" / "happiness"
+    data.mkdir(parents=True)
+    Image.open(ASTRONAUT).convert("RGB").crop((150, 60, 300, 210)).resize((48, 48)).save(data / "face.png")
+    reports = {}
+    for name, model in (("torch", tiny_model), ("onnx", onnx_path)):
+        assert main(["eval", str(model), str(tmp_path / "data"), "--json", str(tmp_path / f"e_{name}.json"),
+                     "--per-image", "--workers", "0"]) == 0
+        reports[name] = json.loads((tmp_path / f"e_{name}.json").read_text())
+    assert reports["onnx"]["backend"] == "OnnxFaceModel"
+    assert reports["onnx"]["per_image"]["probabilities"][0] == pytest.approx(
+        reports["torch"]["per_image"]["probabilities"][0], abs=1e-4)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from orsanet.face_model import FaceModel
+from orsanet.face_model import load_face_model, model_metadata
 from orsanet.inference.framing import FaceFinder
 from orsanet.inference.inputs import as_image, expand_inputs, read_frames
 from orsanet.inference.pipeline import FacePipeline
@@ -35,14 +35,15 @@ class Recognizer:
     ``model``: a model file or ``"default"``; ``flip``: average each face's prediction with its mirror
     image's (test-time augmentation); ``min_face``: the smallest face to search for, in pixels of the
     photo (detector box side; smaller is slower); ``min_confidence``: the face detector's threshold;
-    ``batch_size``: images or frames whose faces are classified together.
+    ``batch_size``: images or frames whose faces are classified together; ``backend``: ``pytorch``,
+    or ``onnxruntime`` for a graph written by ``orsanet export`` (``auto``: by the file's suffix).
     """
 
     def __init__(self, model: str | os.PathLike = "default", device: str | torch.device = "cpu", *,
                  flip: bool = False, min_face: float = DEFAULT_MIN_FACE, min_confidence: float = 0.5,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, backend: str = "auto") -> None:
         self.device = torch.device(device)
-        self.face_model = FaceModel.load(model, self.device)
+        self.face_model = load_face_model(model, self.device, backend)
         self.finder = FaceFinder(self.face_model.contract, self.device, min_confidence, min_face)
         self.pipeline = FacePipeline(self.face_model, self.finder, flip)
         self.batch_size = max(1, int(batch_size))
@@ -53,12 +54,10 @@ class Recognizer:
 
     def info(self) -> dict:
         """The model's labels, input contract, config and provenance (for ``/v1/model`` and logs)."""
-        metadata = self.face_model.model.metadata
         from orsanet import __version__
 
         return {"labels": self.labels, "input_contract": self.face_model.contract.to_dict(),
-                "config": metadata.config.to_dict(), "prior_backend": self.face_model.model.prior_backend,
-                "metrics": metadata.metrics, "provenance": metadata.provenance, "orsanet_version": __version__}
+                **model_metadata(self.face_model), "orsanet_version": __version__}
 
     def predict(self, image, *, explain: bool = False, boxes: list | None = None) -> list[Face]:
         """Every face of one picture (path, PIL image or RGB array), best detection first.

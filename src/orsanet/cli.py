@@ -10,6 +10,7 @@ import sys
 from orsanet.checkpoint import CheckpointError
 from orsanet.data.base import DatasetError
 from orsanet.engine.config import ConfigError
+from orsanet.export import ExportError  # (onnx itself is imported only when a graph is written or run)
 from orsanet.labels import LabelError
 
 log = logging.getLogger("orsanet")
@@ -112,7 +113,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--occlusion areas must lie between 0 and 1, got {args.occlusion}")
     report = evaluate(args.model, args.data, args.kind, args.split, args.subset, args.label_mode, args.batch_size,
                       args.workers, args.device, occlusion, args.json, flip=args.flip, crop=args.crop,
-                      min_face=args.min_face, per_image=args.per_image)
+                      min_face=args.min_face, per_image=args.per_image, backend=args.backend)
     print(f"{report['num_images']} images: accuracy {report['accuracy']:.4f}, mean class accuracy "
           f"{report['mean_class_accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}")
     if report["dataset"]["images_without_face"]:
@@ -193,8 +194,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--every must be at least 1, got {args.every}")
     if args.min_face <= 0:
         raise UsageError(f"--min-face must be positive, got {args.min_face}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     recognizer = Recognizer(args.model, args.device, flip=args.flip, min_face=args.min_face,
-                            min_confidence=args.min_confidence, batch_size=args.batch_size)
+                            min_confidence=args.min_confidence, batch_size=args.batch_size, backend=args.backend)
+    if args.save_vis and args.backend != "pytorch" and not hasattr(recognizer.face_model, "model"):
+        raise UsageError("--save-vis draws Grad-CAM, which needs the PyTorch backend (a model file, not .onnx)")
     out_dir = Path(args.save_vis) if args.save_vis else None
     if out_dir is not None:
         try:
@@ -317,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--min-face", type=float, default=20.0, metavar="PX",
                           help="with --crop detect: the smallest face to search for (default 20)")
     evaluate.add_argument("--per-image", action="store_true", help="also write every image's probabilities (--json)")
+    evaluate.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
+                          help="pytorch, or onnxruntime for a graph written by 'orsanet export' (default auto: by the file's suffix)")
     evaluate.add_argument("--subset", help="text file of image names (name [label [condition]])")
     evaluate.add_argument("--label-mode", default="majority", help="FERPlus: majority or argmax")
     evaluate.add_argument("--occlusion", help="also under random-square occlusion of these areas, e.g. 0.1,0.2,0.3")
@@ -379,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--flip", action="store_true",
                          help="test-time augmentation: average each face's prediction with its mirror image's")
     predict.add_argument("--batch-size", type=int, default=8, help="images or frames classified together")
+    predict.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
+                         help="pytorch, or onnxruntime for a graph written by 'orsanet export' (default auto: by the file's suffix)")
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(handler=cmd_predict)
 
@@ -414,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
-    except (CheckpointError, ConfigError, DatasetError, LabelError, UsageError, FileNotFoundError) as error:
+    except (CheckpointError, ConfigError, DatasetError, LabelError, UsageError, FileNotFoundError,
+            ExportError) as error:
         print(f"orsanet: error: {error}", file=sys.stderr)
         return 2
 

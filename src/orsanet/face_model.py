@@ -81,3 +81,31 @@ class FaceModel:
         mirrored = self.priors.mirror(geometry) if self.priors is not None else None
         images, priors = self.inputs(pixels.flip(-1), mirrored)
         return (logits + self.model(images, **priors).logits) / 2
+
+
+BACKENDS = ("auto", "pytorch", "onnxruntime")
+
+
+def load_face_model(path: str | os.PathLike = "default", device: str | torch.device = "cpu", backend: str = "auto"):
+    """A model file as a ``FaceModel`` (``pytorch``), or an exported ``.onnx`` graph as an
+    ``orsanet.export.OnnxFaceModel`` (``onnxruntime``: the same ``logits`` / ``measure`` / ``inputs``,
+    on the CPU); ``auto`` chooses by the file's suffix."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        backend = "onnxruntime" if str(path).endswith(".onnx") else "pytorch"
+    if backend == "pytorch":
+        return FaceModel.load(path, device)
+    from orsanet.export import OnnxFaceModel
+
+    return OnnxFaceModel(path)
+
+
+def model_metadata(face) -> dict:
+    """Labels, config and provenance of a loaded ``FaceModel`` or ``OnnxFaceModel``, as plain data."""
+    if isinstance(face, FaceModel):
+        metadata = face.model.metadata
+        return {"config": metadata.config.to_dict(), "metrics": metadata.metrics, "provenance": metadata.provenance,
+                "prior_backend": face.model.prior_backend}
+    return {"config": face.metadata.get("config"), "metrics": face.metadata.get("metrics", {}),
+            "provenance": face.metadata.get("provenance", {}), "prior_backend": face.prior_backend}

@@ -169,14 +169,16 @@ def resolve_split(kind: str, root: Path, split: str | None) -> tuple[str, str | 
 def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | None = None, subset: str | None = None,
              label_mode: str = "majority", batch_size: int = 64, num_workers: int = 2, device: str = "cpu",
              occlusion: tuple[float, ...] = (), json_out: str | None = None, max_batches: int | None = None,
-             flip: bool = False, crop: str = "none", min_face: float = 20.0, per_image: bool = False) -> dict:
+             flip: bool = False, crop: str = "none", min_face: float = 20.0, per_image: bool = False,
+             backend: str = "auto") -> dict:
     """Evaluate a model file on one split; optionally under the paper's random-square occlusion,
     and with ``flip`` averaging each face's logits with its mirror image's.
 
     ``crop``: ``none`` (the images are face crops: resized whole, as training did) or ``detect``
     (photos: the most confident face is found and framed as ``predict`` frames faces; images without
     a face are left out and listed). ``per_image``: the report also holds every image's name and class
-    probabilities (clean run). Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
+    probabilities (clean run). ``backend``: ``pytorch``, or ``onnxruntime`` for an exported ``.onnx``
+    graph (``auto``: by the file's suffix). Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
     """
     from orsanet.checkpoint import resolve_model_path
     from orsanet.data import open_dataset
@@ -188,15 +190,17 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
         raise ValueError("evaluation needs hard labels: use label mode majority or argmax")
     if crop not in CROPS:
         raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
+    from orsanet.face_model import load_face_model, model_metadata
+
     path = resolve_model_path(model_path)
-    face = FaceModel.load(path, device)
-    metadata = face.model.metadata
+    face = load_face_model(path, device, backend)
+    label_names = face.label_names
     kind, split = resolve_split(kind, Path(data_root), split)
     dataset = open_dataset(kind, data_root, split, label_mode=label_mode, subset=subset,
                            transform=face.contract.pixels)
     dataset.scan_images()  # unreadable images are left out (and listed), never replaced by others
     where = f"{data_root} ({split or 'all'})"
-    protocol = label_protocol(metadata.label_names, dataset.label_names, where)
+    protocol = label_protocol(label_names, dataset.label_names, where)
     indices = [i for i, (_, target) in enumerate(dataset.samples) if int(target) in protocol.index_map]
     faceless: list[str] = []
     source: Dataset = dataset
@@ -217,7 +221,7 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
         logits, targets = collect_predictions(face, loader, max_batches,
                                               desc=f"eval {split or ''}" + (f" occlusion {area:.0%}" if area else ""),
                                               occlusion_area=area, flip=flip)
-        metrics = ClassificationMetrics(metadata.label_names)
+        metrics = ClassificationMetrics(label_names)
         metrics.update(logits, targets, conditions[: len(targets)] if conditions else None)
         report = metrics.report()
         report["predictions"] = {"names": [dataset.names[i] for i in indices[: len(targets)]],
@@ -227,7 +231,8 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
     report = run(0.0)
     predictions = report.pop("predictions")
     report.update({
-        "model": str(path), "checkpoint_sha256": file_sha256(path), "config": metadata.config.to_dict(),
+        "model": str(path), "checkpoint_sha256": file_sha256(path), "config": model_metadata(face)["config"],
+        "backend": type(face).__name__,
         "input_contract": face.contract.to_dict(), "test_time_flip": flip,
         "dataset": {"kind": kind, "root": str(data_root), "split": split, "label_mode": label_mode,
                     "subset": subset, "crop": crop, "images_in_split": len(dataset),
@@ -241,12 +246,12 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
             occluded = run(area)
             report["occlusion"][f"{area:g}"] = {k: occluded[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
     if per_image:
-        report["per_image"] = {"labels": metadata.label_names, **predictions}
+        report["per_image"] = {"labels": label_names, **predictions}
     if json_out:
         out = Path(json_out)
         write_text_atomic(out, json.dumps(report, indent=2))
         stem = out.with_suffix("")
-        plot_confusion_matrix(report["confusion_matrix"], metadata.label_names, f"{stem}.confusion.png",
+        plot_confusion_matrix(report["confusion_matrix"], label_names, f"{stem}.confusion.png",
                               title=f"{path.name} on {kind}/{split or '.'}")
         if occlusion:
             curve = [(0.0, report["accuracy"])] + [(float(a), v["accuracy"]) for a, v in report["occlusion"].items()]

@@ -59,6 +59,8 @@ class FacePipeline:
         model_geometry = geometry if self.face.priors is not None else None
         probabilities = self.face.logits(pixels, model_geometry, flip=self.flip).softmax(1).cpu()
         heatmaps = parsing = None
+        if explain and not hasattr(self.face, "model"):
+            raise ValueError("explanations (Grad-CAM) need the PyTorch backend; this model runs on ONNX Runtime")
         if explain:
             heatmaps = grad_cam(self.face, pixels, model_geometry, probabilities.argmax(1)).numpy()
             if self.face.priors is not None:
