@@ -36,14 +36,15 @@ class Recognizer:
     image's (test-time augmentation); ``min_face``: the smallest face to search for, in pixels of the
     photo (detector box side; smaller is slower); ``min_confidence``: the face detector's threshold;
     ``batch_size``: images or frames whose faces are classified together; ``backend``: ``pytorch``,
-    or ``onnxruntime`` for a graph written by ``orsanet export`` (``auto``: by the file's suffix).
+    or ``onnxruntime`` for a graph written by ``orsanet export`` (``auto``: by the file's suffix);
+    ``speed``: ``amp``, ``channels_last``, ``compile`` (see ``FaceModel``).
     """
 
     def __init__(self, model: str | os.PathLike = "default", device: str | torch.device = "cpu", *,
                  flip: bool = False, min_face: float = DEFAULT_MIN_FACE, min_confidence: float = 0.5,
-                 batch_size: int = 8, backend: str = "auto") -> None:
+                 batch_size: int = 8, backend: str = "auto", **speed) -> None:
         self.device = torch.device(device)
-        self.face_model = load_face_model(model, self.device, backend)
+        self.face_model = load_face_model(model, self.device, backend, **speed)
         self.finder = FaceFinder(self.face_model.contract, self.device, min_confidence, min_face)
         self.pipeline = FacePipeline(self.face_model, self.finder, flip)
         self.batch_size = max(1, int(batch_size))

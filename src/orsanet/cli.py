@@ -113,7 +113,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--occlusion areas must lie between 0 and 1, got {args.occlusion}")
     report = evaluate(args.model, args.data, args.kind, args.split, args.subset, args.label_mode, args.batch_size,
                       args.workers, args.device, occlusion, args.json, flip=args.flip, crop=args.crop,
-                      min_face=args.min_face, per_image=args.per_image, backend=args.backend)
+                      min_face=args.min_face, per_image=args.per_image, backend=args.backend, **_speed(args))
     print(f"{report['num_images']} images: accuracy {report['accuracy']:.4f}, mean class accuracy "
           f"{report['mean_class_accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}")
     if report["dataset"]["images_without_face"]:
@@ -170,6 +170,20 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed(args: argparse.Namespace) -> dict:
+    """The PyTorch speed options of predict / eval (``FaceModel``), refused for an ONNX graph."""
+    options = {name: True for name in ("amp", "channels_last", "compile") if getattr(args, name)}
+    if options and (args.backend == "onnxruntime" or (args.backend == "auto" and str(args.model).endswith(".onnx"))):
+        raise UsageError(f"--{next(iter(options)).replace('_', '-')} applies to the PyTorch backend, not to ONNX graphs")
+    return options
+
+
+def _add_speed_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--amp", action="store_true", help="CUDA: bf16 autocast (fp16 without bf16)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last images and weights")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (slow first batch)")
+
+
 def _print_result(result) -> None:
     """The predict table's lines for one image or frame: a line per face, or one saying why there is none."""
     name = result.file.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # any file name prints
@@ -197,7 +211,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     recognizer = Recognizer(args.model, args.device, flip=args.flip, min_face=args.min_face,
-                            min_confidence=args.min_confidence, batch_size=args.batch_size, backend=args.backend)
+                            min_confidence=args.min_confidence, batch_size=args.batch_size, backend=args.backend,
+                            **_speed(args))
     if args.save_vis and args.backend != "pytorch" and not hasattr(recognizer.face_model, "model"):
         raise UsageError("--save-vis draws Grad-CAM, which needs the PyTorch backend (a model file, not .onnx)")
     out_dir = Path(args.save_vis) if args.save_vis else None
@@ -322,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--min-face", type=float, default=20.0, metavar="PX",
                           help="with --crop detect: the smallest face to search for (default 20)")
     evaluate.add_argument("--per-image", action="store_true", help="also write every image's probabilities (--json)")
+    _add_speed_options(evaluate)
     evaluate.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
                           help="pytorch, or onnxruntime for a graph written by 'orsanet export' (default auto: by the file's suffix)")
     evaluate.add_argument("--subset", help="text file of image names (name [label [condition]])")
@@ -386,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--flip", action="store_true",
                          help="test-time augmentation: average each face's prediction with its mirror image's")
     predict.add_argument("--batch-size", type=int, default=8, help="images or frames classified together")
+    _add_speed_options(predict)
     predict.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
                          help="pytorch, or onnxruntime for a graph written by 'orsanet export' (default auto: by the file's suffix)")
     predict.add_argument("--device", default="cpu")

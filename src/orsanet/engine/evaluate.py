@@ -170,7 +170,7 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
              label_mode: str = "majority", batch_size: int = 64, num_workers: int = 2, device: str = "cpu",
              occlusion: tuple[float, ...] = (), json_out: str | None = None, max_batches: int | None = None,
              flip: bool = False, crop: str = "none", min_face: float = 20.0, per_image: bool = False,
-             backend: str = "auto") -> dict:
+             backend: str = "auto", **speed) -> dict:
     """Evaluate a model file on one split; optionally under the paper's random-square occlusion,
     and with ``flip`` averaging each face's logits with its mirror image's.
 
@@ -178,7 +178,7 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
     (photos: the most confident face is found and framed as ``predict`` frames faces; images without
     a face are left out and listed). ``per_image``: the report also holds every image's name and class
     probabilities (clean run). ``backend``: ``pytorch``, or ``onnxruntime`` for an exported ``.onnx``
-    graph (``auto``: by the file's suffix). Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
+    graph (``auto``: by the file's suffix); ``speed``: ``amp``, ``channels_last``, ``compile`` (``FaceModel``). Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
     """
     from orsanet.checkpoint import resolve_model_path
     from orsanet.data import open_dataset
@@ -193,7 +193,7 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
     from orsanet.face_model import load_face_model, model_metadata
 
     path = resolve_model_path(model_path)
-    face = load_face_model(path, device, backend)
+    face = load_face_model(path, device, backend, **speed)
     label_names = face.label_names
     kind, split = resolve_split(kind, Path(data_root), split)
     dataset = open_dataset(kind, data_root, split, label_mode=label_mode, subset=subset,
