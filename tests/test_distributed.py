@@ -42,3 +42,29 @@ def test_two_process_gloo_training_keeps_replicas_identical(tmp_path):
     rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(rank0, rank1), "DDP replicas diverged"
     assert (tmp_path / "run" / "best.safetensors").exists() and (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_eval_sharded_over_two_processes_equals_one_process(tiny_model, tmp_path):
+    """``torchrun`` eval: each process takes its share of the images; rank 0 merges; same report."""
+    import json
+    import subprocess
+    import sys
+
+    from test_eval import make_tree
+
+    root = make_tree(tmp_path / "data")
+    common = ["-m", "orsanet.cli", "eval", str(tiny_model), str(root), "--occlusion", "0.2", "--per-image",
+              "--workers", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, *common, "--json", str(tmp_path / "one.json")], capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              *common, "--json", str(tmp_path / "two.json")], capture_output=True, text=True, env=env,
+                             timeout=600)
+    assert sharded.returncode == 0, sharded.stderr[-2000:]
+    one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
+    assert one["per_image"]["names"] == two["per_image"]["names"] and one["confusion_matrix"] == two["confusion_matrix"]
+    for a, b in zip(one["per_image"]["probabilities"], two["per_image"]["probabilities"]):
+        assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5  # batches of other sizes: float rounding only
+    assert one["occlusion"] == two["occlusion"] and one["num_images"] == two["num_images"] == 9

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from orsanet.engine.batches import split_batch
+from orsanet.engine.distributed import init_distributed
 from orsanet.face_model import FaceModel
 from orsanet.labels import LabelError, label_mapping
-from orsanet.transforms import occlude_square
+from orsanet.transforms import occlude_square, square_positions
 
 log = logging.getLogger(__name__)
 CROPS = ("none", "detect")
@@ -29,17 +30,13 @@ CROPS = ("none", "detect")
 
 @torch.no_grad()
 def collect_predictions(face: FaceModel, loader: DataLoader, max_batches: int | None = None, desc: str = "eval",
-                        amp_dtype=None, show: bool = True, occlusion_area: float = 0.0, seed: int = 0,
-                        flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                        amp_dtype=None, show: bool = True, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Float logits ``(N, C)`` and targets (``(N,)`` or soft ``(N, C)``) on the CPU.
 
     ``loader`` yields contract pixels with their targets, and optionally their cached geometry
     (training's validation); otherwise the priors are measured on the pixels, as ``predict`` does.
-    ``occlusion_area`` > 0 applies the paper's square (filled with the contract's mean colour, the
-    paper's 0 after normalisation; seeded, so repeatable) before the priors are measured.
     ``flip``: average with the logits of the mirrored faces (``FaceModel.logits``).
     """
-    generator = torch.Generator().manual_seed(seed)
     all_logits, all_targets = [], []
     device = face.device
     total = min(len(loader), max_batches or len(loader))
@@ -47,8 +44,6 @@ def collect_predictions(face: FaceModel, loader: DataLoader, max_batches: int | 
         if max_batches and step >= max_batches:
             break
         pixels, geometry, targets = split_batch(batch)
-        if occlusion_area:
-            pixels, geometry = occlude_square(pixels, occlusion_area, face.contract.mean, generator), None
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else torch.autocast(device.type, enabled=False):
             logits = face.logits(pixels.to(device), geometry, flip=flip)
         all_logits.append(logits.float().cpu())
@@ -86,6 +81,33 @@ class MappedTargets(Dataset):
     def __getitem__(self, i: int):
         image, target = self.dataset[self.indices[i]]
         return image, self.index_map[int(target)]
+
+
+class SquareOccluded(Dataset):
+    """A dataset of contract pixels with the paper's square pasted on image ``i`` at ``positions[i]``
+    (filled with the contract's mean colour: the paper's 0 after normalisation). The positions are drawn
+    for the whole split in order (``square_positions``), so any shard of it meets the same squares."""
+
+    def __init__(self, dataset: Dataset, area: float, fill, positions: torch.Tensor) -> None:
+        self.dataset, self.area, self.fill, self.positions = dataset, area, fill, positions
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        pixels, target = self.dataset[i]
+        return occlude_square(pixels[None], self.area, self.fill, positions=self.positions[i:i + 1])[0], target
+
+
+def gather_in_order(context, mine: list[int], logits: torch.Tensor, targets: torch.Tensor):
+    """Every process's (indices, logits, targets) -> the whole split's, in the split's order."""
+    import torch.distributed as dist
+
+    parts = [None] * context.world_size
+    dist.all_gather_object(parts, (mine[: len(logits)], logits, targets))
+    indices = torch.tensor([i for part in parts for i in part[0]])
+    order = torch.argsort(indices)
+    return torch.cat([p[1] for p in parts])[order], torch.cat([p[2] for p in parts])[order]
 
 
 class DetectedFaces(Dataset):
@@ -214,13 +236,21 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
         if not indices:
             raise LabelError(f"{where}: no face found in any image")
     mapped = MappedTargets(source, indices, protocol.index_map)
-    loader = DataLoader(mapped, batch_size=batch_size, num_workers=num_workers)
     conditions = [dataset.conditions[i] for i in indices] if dataset.conditions else None
+    # Under torchrun each process takes every world_size-th image; rank 0 gathers and reports.
+    context = init_distributed(face.device)
+    mine = list(range(context.rank, len(mapped), context.world_size))
 
     def run(area: float) -> dict:
-        logits, targets = collect_predictions(face, loader, max_batches,
-                                              desc=f"eval {split or ''}" + (f" occlusion {area:.0%}" if area else ""),
-                                              occlusion_area=area, flip=flip)
+        size = face.contract.input_size
+        split_data = mapped if not area else SquareOccluded(
+            mapped, area, face.contract.mean, square_positions(len(mapped), size, size, area, torch.Generator().manual_seed(0)))
+        loader = DataLoader(Subset(split_data, mine) if context.enabled else split_data, batch_size=batch_size,
+                            num_workers=num_workers)
+        logits, targets = collect_predictions(face, loader, max_batches, show=context.is_main, flip=flip,
+                                              desc=f"eval {split or ''}" + (f" occlusion {area:.0%}" if area else ""))
+        if context.enabled:
+            logits, targets = gather_in_order(context, mine, logits, targets)
         metrics = ClassificationMetrics(label_names)
         metrics.update(logits, targets, conditions[: len(targets)] if conditions else None)
         report = metrics.report()
@@ -247,7 +277,7 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
             report["occlusion"][f"{area:g}"] = {k: occluded[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
     if per_image:
         report["per_image"] = {"labels": label_names, **predictions}
-    if json_out:
+    if json_out and context.is_main:
         out = Path(json_out)
         write_text_atomic(out, json.dumps(report, indent=2))
         stem = out.with_suffix("")
