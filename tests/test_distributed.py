@@ -68,3 +68,37 @@ def test_eval_sharded_over_two_processes_equals_one_process(tiny_model, tmp_path
     for a, b in zip(one["per_image"]["probabilities"], two["per_image"]["probabilities"]):
         assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5  # batches of other sizes: float rounding only
     assert one["occlusion"] == two["occlusion"] and one["num_images"] == two["num_images"] == 9
+
+
+def test_predict_sharded_over_two_processes_equals_one_process(tiny_model, tmp_path):
+    """``torchrun`` predict: each process takes its share of the files; rank 0 merges the rows in order."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    folder = tmp_path / "in"
+    (folder / "b").mkdir(parents=True)
+    photo = Image.open(examples / "astronaut.jpg").convert("RGB")
+    for name in ("a1.jpg", "a2.jpg", "b/a1.jpg"):
+        photo.save(folder / name)
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(folder / "flat.png")
+    (folder / "bad.jpg").write_bytes(b"not an image")
+    common = ["-m", "orsanet.cli", "predict", str(folder), "--model", str(tiny_model), "--min-face", "200"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    outputs = {}
+    for name, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])):
+        run = subprocess.run([sys.executable, *launcher, *common, "--json", str(tmp_path / f"{name}.json"),
+                              "--csv", str(tmp_path / f"{name}.csv"), "--save-vis", str(tmp_path / f"vis_{name}")],
+                             capture_output=True, text=True, env=env, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        outputs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert [r["file"] for r in outputs["one"]["faces"]] == [r["file"] for r in outputs["two"]["faces"]]
+    for a, b in zip(outputs["one"]["faces"], outputs["two"]["faces"]):
+        assert a["expression"] == b["expression"] and a["error"] == b["error"]
+    assert (tmp_path / "one.csv").read_text().count("\n") == (tmp_path / "two.csv").read_text().count("\n")
+    assert sorted(p.name for p in (tmp_path / "vis_one").iterdir()) == sorted(p.name for p in (tmp_path / "vis_two").iterdir())
+    assert not list(tmp_path.glob("two.json.part*"))  # the parts are merged away

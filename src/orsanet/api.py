@@ -79,11 +79,13 @@ class Recognizer:
         return annotate(as_image(image), faces, self.labels)
 
     def predict_paths(self, paths: list[str], every: int = 10, explain: bool = False, progress: bool = True,
-                      exclude: Path | None = None) -> Iterator[tuple[ImageResult, Image.Image | None]]:
+                      exclude: Path | None = None,
+                      shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[ImageResult, Image.Image | None]]:
         """``(result, image)`` for every image file and every ``every``-th frame of every video under
         ``paths``, in order, as they are done. A file that cannot be read gets a result with ``error``
         (and image None) and the run goes on; an error of the model itself stops it.
-        ``exclude``: a folder not to read from."""
+        ``exclude``: a folder not to read from; ``shard = (k, n)``: only every n-th file, from the k-th
+        (one process's share of a ``torchrun`` run)."""
         import av
         from tqdm import tqdm
 
@@ -98,7 +100,8 @@ class Recognizer:
                 yield ImageResult(file, frame, found, None if found else "no face found"), image
             pending.clear()
 
-        for path in tqdm(list(expand_inputs(paths, exclude)), desc="predict", disable=not progress,
+        rank, world = shard
+        for path in tqdm(list(expand_inputs(paths, exclude))[rank::world], desc="predict", disable=not progress,
                          dynamic_ncols=True):
             frames = read_frames(path, every)
             while True:

@@ -197,12 +197,33 @@ def _print_result(result) -> None:
               + ("" if face.prior_valid else "  (no prior)"), flush=True)
 
 
+def picture_names(files: list) -> dict[str, str]:
+    """A picture name stem per input file, unique in the run (``flat``, then ``flat_2`` for a second
+    ``flat.jpg`` in another folder), the same whichever process of a sharded run draws it."""
+    from pathlib import Path
+
+    names, taken = {}, set()
+    for file in files:
+        stem, copy = Path(file).stem[:100], 1
+        name = stem
+        while name in taken:
+            copy += 1
+            name = f"{stem}_{copy}"
+        taken.add(name)
+        names[str(file)] = name
+    return names
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import torch
+
     from orsanet.api import Recognizer
+    from orsanet.engine.distributed import init_distributed
     from orsanet.fileio import atomic_path
-    from orsanet.inference.writers import RowWriter
+    from orsanet.inference.inputs import expand_inputs
+    from orsanet.inference.writers import RowWriter, merge_parts
 
     if args.every < 1:
         raise UsageError(f"--every must be at least 1, got {args.every}")
@@ -221,16 +242,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UsageError(f"--save-vis {out_dir}: cannot make the folder ({error.strerror or error})") from None
+    # Under torchrun each process takes every world_size-th file and writes its own part; rank 0 merges.
+    context = init_distributed(recognizer.device)
+    if context.enabled and args.csv and not args.json:
+        raise UsageError("a sharded predict needs --json as well as --csv (the processes' parts are merged from it)")
+    part = (lambda path: f"{path}.part{context.rank}" if path else None) if context.enabled else (lambda path: path)
     try:
-        writer = RowWriter(recognizer.labels, args.json, args.csv)
+        writer = RowWriter(recognizer.labels, part(args.json), part(args.csv) if not context.enabled else None)
     except OSError as error:
         raise UsageError(f"cannot write the results: {error}") from None
-    written: set[str] = set()
+    files = [str(p) for p in expand_inputs(args.paths, out_dir)]
+    names = picture_names(files)
     faces = readable = 0
-    print(f"{'file':40s} {'frame':>5s} {'face':>4s}  {'expression':12s} {'prob':>5s}  box")
+    if context.is_main:
+        print(f"{'file':40s} {'frame':>5s} {'face':>4s}  {'expression':12s} {'prob':>5s}  box")
     with writer:
         for result, image in recognizer.predict_paths(args.paths, args.every, explain=out_dir is not None,
-                                                      exclude=out_dir):
+                                                      exclude=out_dir, shard=(context.rank, context.world_size),
+                                                      progress=context.is_main):
             writer.write(result)
             _print_result(result)
             faces += len(result.faces)
@@ -238,17 +267,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 continue
             readable += 1
             if out_dir is not None:
-                stem = Path(result.file).stem[:100] + (f"_frame{result.frame:06d}" if result.frame is not None else "")
-                name, copy = f"{stem}.png", 1
-                while name in written:  # two inputs with the same name (in different folders)
-                    copy += 1
-                    name = f"{stem}_{copy}.png"
-                written.add(name)
+                name = names.get(result.file, Path(result.file).stem[:100])
+                name += f"_frame{result.frame:06d}.png" if result.frame is not None else ".png"
                 with atomic_path(out_dir / name) as temporary:
                     recognizer.annotate(image, result.faces).save(temporary, format="PNG")
-    log.info("%d faces in %d readable images/frames", faces, readable)
+    if context.enabled:
+        counts = context.all_reduce_sum(torch.tensor([faces, readable], dtype=torch.long))
+        faces, readable = int(counts[0]), int(counts[1])
+        context.barrier()
+        if context.is_main and (args.json or args.csv):
+            parts = [f"{args.json}.part{rank}" for rank in range(context.world_size)]
+            merge_parts(recognizer.labels, [Path(p) for p in parts], files, args.json, args.csv)
+            for p in parts:
+                Path(p).unlink()
+        context.barrier()
+    if context.is_main:
+        log.info("%d faces in %d readable images/frames", faces, readable)
     if readable == 0:
-        print("orsanet: error: nothing could be read", file=sys.stderr)
+        if context.is_main:
+            print("orsanet: error: nothing could be read", file=sys.stderr)
         return 1
     return 0
 

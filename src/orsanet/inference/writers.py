@@ -43,7 +43,11 @@ class RowWriter:
             raise
 
     def write(self, result: ImageResult) -> None:
-        for row in result.rows():
+        self.write_rows(result.rows())
+
+    def write_rows(self, rows: list[dict]) -> None:
+        """Rows as ``ImageResult.rows()`` gives them, flushed."""
+        for row in rows:
             if self._json is not None:
                 self._json.write(("" if self._first else ",\n") + json.dumps(row, ensure_ascii=True))
                 self._first = False
@@ -69,3 +73,17 @@ class RowWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def merge_parts(labels: list[str], parts: list[Path], files: list[str], json_path: str | Path | None,
+                csv_path: str | Path | None) -> int:
+    """The JSON parts of a sharded run (``RowWriter`` files, one per process) -> one JSON/CSV in the
+    order of ``files`` (the inputs as one process reads them). Returns the number of rows."""
+    position = {file: k for k, file in enumerate(files)}
+    rows = []
+    for part in parts:
+        rows += json.loads(Path(part).read_text(encoding="utf-8", errors="surrogateescape"))["faces"]
+    rows.sort(key=lambda row: position.get(row["file"], len(position)))  # stable: frames stay in order
+    with RowWriter(labels, json_path, csv_path) as writer:
+        writer.write_rows(rows)
+    return len(rows)
