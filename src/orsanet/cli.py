@@ -257,9 +257,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if context.is_main:
         print(f"{'file':40s} {'frame':>5s} {'face':>4s}  {'expression':12s} {'prob':>5s}  box")
     with writer:
-        for result, image in recognizer.predict_paths(args.paths, args.every, explain=out_dir is not None,
-                                                      exclude=out_dir, shard=(context.rank, context.world_size),
-                                                      progress=context.is_main):
+        for result, image in recognizer.predict_paths(files, args.every, explain=out_dir is not None,
+                                                      shard=(context.rank, context.world_size),
+                                                      progress=context.is_main):  # folders walked once, above
             writer.write(result)
             _print_result(result)
             faces += len(result.faces)

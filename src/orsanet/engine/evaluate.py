@@ -200,7 +200,8 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
     (photos: the most confident face is found and framed as ``predict`` frames faces; images without
     a face are left out and listed). ``per_image``: the report also holds every image's name and class
     probabilities (clean run). ``backend``: ``pytorch``, or ``onnxruntime`` for an exported ``.onnx``
-    graph (``auto``: by the file's suffix); ``speed``: ``amp``, ``channels_last``, ``compile`` (``FaceModel``). Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
+    graph (``auto``: by the file's suffix); ``speed``: ``amp``, ``channels_last``, ``compile`` (``FaceModel``).
+    Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
     """
     from orsanet.checkpoint import resolve_model_path
     from orsanet.data import open_dataset
@@ -241,7 +242,8 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
     context = init_distributed(face.device)
     mine = list(range(context.rank, len(mapped), context.world_size))
 
-    def run(area: float) -> dict:
+    def run(area: float) -> tuple[dict, torch.Tensor]:
+        """The report of one setting, and its logits (in the order of ``indices``)."""
         size = face.contract.input_size
         split_data = mapped if not area else SquareOccluded(
             mapped, area, face.contract.mean, square_positions(len(mapped), size, size, area, torch.Generator().manual_seed(0)))
@@ -253,13 +255,9 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
             logits, targets = gather_in_order(context, mine, logits, targets)
         metrics = ClassificationMetrics(label_names)
         metrics.update(logits, targets, conditions[: len(targets)] if conditions else None)
-        report = metrics.report()
-        report["predictions"] = {"names": [dataset.names[i] for i in indices[: len(targets)]],
-                                 "probabilities": logits.softmax(1).tolist()}
-        return report
+        return metrics.report(), logits
 
-    report = run(0.0)
-    predictions = report.pop("predictions")
+    report, clean_logits = run(0.0)
     report.update({
         "model": str(path), "checkpoint_sha256": file_sha256(path), "config": model_metadata(face)["config"],
         "backend": type(face).__name__,
@@ -273,10 +271,12 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
     if occlusion:
         report["occlusion"] = {}
         for area in occlusion:
-            occluded = run(area)
+            occluded, _ = run(area)
             report["occlusion"][f"{area:g}"] = {k: occluded[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")}
     if per_image:
-        report["per_image"] = {"labels": label_names, **predictions}
+        report["per_image"] = {"labels": label_names,
+                               "names": [dataset.names[i] for i in indices[: len(clean_logits)]],
+                               "probabilities": clean_logits.softmax(1).tolist()}
     if json_out and context.is_main:
         out = Path(json_out)
         write_text_atomic(out, json.dumps(report, indent=2))

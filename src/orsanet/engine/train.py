@@ -91,17 +91,13 @@ GREY_KINDS = ("ferplus", "fer2013")  # datasets whose faces are grey
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
-def training_contract(config: TrainConfig, input_size: int) -> InputContract:
+def training_contract(config: TrainConfig, input_size: int, train) -> InputContract:
     """The input contract a run trains (and records) its model with: ``data.color`` (``auto``: grey for
-    grey datasets, judged by their kind or their first images' mode), ImageNet mean/std, bilinear."""
-    from orsanet.data import open_dataset
-
+    grey datasets, judged by their kind or by the first images of the opened ``train`` split), ImageNet
+    mean/std, bilinear."""
     color = config.data.color
-    if color == "auto" and config.data.kind in GREY_KINDS:
-        color = "gray"
-    elif color == "auto":
-        data = config.data
-        color = _file_color(open_dataset(data.kind, data.root, data.train_split, label_mode=data.label_mode))
+    if color == "auto":
+        color = "gray" if config.data.kind in GREY_KINDS else _file_color(train)
     return InputContract(input_size=input_size, color=color)
 
 
@@ -119,8 +115,9 @@ def _file_color(dataset) -> str:
     return "gray" if modes and all(mode in GREY_MODES for mode in modes) else "rgb"
 
 
-def build_splits(config: TrainConfig, contract: InputContract, per_image_augment: bool = True):
-    """(train, valid, test-or-None) datasets of contract pixels.
+def build_splits(config: TrainConfig, input_size: int, per_image_augment: bool = True):
+    """(train, valid, test-or-None) datasets of contract pixels, and the contract (``training_contract``,
+    judged on the train split opened here).
 
     ``per_image_augment``: the train split gets the official flip and RandomErasing per image; otherwise
     augmentation happens per batch (``BatchAugment``). ``data.subset`` restricts the test split only.
@@ -128,25 +125,28 @@ def build_splits(config: TrainConfig, contract: InputContract, per_image_augment
     from orsanet.data import open_dataset, stratified_split
 
     data, augment = config.data, config.augment
-    test_tf = contract.pixels
-    train_tf = (train_transform(contract, augment.flip, augment.erasing_p, tuple(augment.erasing_scale))
-                if per_image_augment else test_tf)
 
-    def open_split(split, transform, subset=None, vote_targets=False):
-        return open_dataset(data.kind, data.root, split, label_mode=data.label_mode, transform=transform,
-                            subset=subset, vote_targets=vote_targets)
+    def open_split(split, subset=None, vote_targets=False):
+        return open_dataset(data.kind, data.root, split, label_mode=data.label_mode, subset=subset,
+                            vote_targets=vote_targets)
 
-    train = open_split(data.train_split, train_tf, vote_targets=data.train_vote_targets)
+    train = open_split(data.train_split, vote_targets=data.train_vote_targets)
+    contract = training_contract(config, input_size, train)
+    train.transform = (train_transform(contract, augment.flip, augment.erasing_p, tuple(augment.erasing_scale))
+                       if per_image_augment else contract.pixels)
     if data.valid_split:
-        valid = open_split(data.valid_split, test_tf)
+        valid = open_split(data.valid_split)
     else:  # no official validation split (RAF-DB): carve one, stratified and seeded
         train_idx, valid_idx = stratified_split(hard_labels(train), data.valid_fraction, seed=config.run.seed)
-        valid = Subset(open_split(data.train_split, test_tf), valid_idx)
+        valid = Subset(open_split(data.train_split), valid_idx)
         train = Subset(train, train_idx)
         log.info("validation: %d images carved (stratified, seed %d) from %s/%s", len(valid_idx), config.run.seed,
                  data.kind, data.train_split)
-    test = open_split(data.test_split, test_tf, data.subset) if data.test_split else None
-    return train, valid, test
+    test = open_split(data.test_split, data.subset) if data.test_split else None
+    for split in (valid, test):
+        if split is not None:
+            _base(split).transform = contract.pixels
+    return train, valid, test, contract
 
 
 def _base(dataset: Dataset) -> Dataset:
@@ -218,8 +218,8 @@ class Trainer:
         augment = config.augment
         batch_level = (planned.prior_backend is not None or warps(augment.rotation, augment.scale, augment.shift)
                        or augment.occlusion_p > 0)
-        self.contract = training_contract(config, planned.input_size)
-        self.train_set, self.valid_set, self.test_set = build_splits(config, self.contract, not batch_level)
+        self.train_set, self.valid_set, self.test_set, self.contract = build_splits(config, planned.input_size,
+                                                                                    not batch_level)
         log.info("input contract: %s", self.contract.to_dict())
         self.label_names = list(_base(self.train_set).label_names)
         self.model = ORSANet(model_config(config.model, len(self.label_names)), self.label_names)
