@@ -102,6 +102,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_priors(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orsanet.priors.occlusion_net_training import PriorNetRecipe, measure_prior_net, train_prior_net
+
+    recipe = PriorNetRecipe(root=args.root, output_dir=args.output_dir, epochs=args.epochs, width=args.width)
+    weights = train_prior_net(recipe, resume=args.resume, max_minutes=args.max_minutes)
+    if weights.is_file():
+        report = measure_prior_net(args.root, weights, limit=args.measure_limit)
+        (Path(args.output_dir) / "measured.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from orsanet.engine.evaluate import evaluate
 
@@ -360,6 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--allow-config-change", action="store_true",
                        help="with --resume: continue even though the config differs from the run's")
     train.set_defaults(handler=cmd_train)
+
+    priors = commands.add_parser("train-priors", help="train the occlusion-aware prior network on FERPlus "
+                                 "(targets: the clean face's mesh priors and the occluder masks), then measure it")
+    priors.add_argument("root", help="FERPlus folder")
+    priors.add_argument("--output-dir", default="runs/occlusion-priors")
+    priors.add_argument("--epochs", type=int, default=3)
+    priors.add_argument("--width", type=int, default=24)
+    priors.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this many minutes")
+    priors.add_argument("--measure-limit", type=int, default=None, help="measure on the first N Valid faces only")
+    priors.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    priors.set_defaults(handler=cmd_train_priors)
 
     evaluate = commands.add_parser("eval", help="evaluate a model file on a dataset split")
     evaluate.add_argument("model", help="model file, or 'default'")

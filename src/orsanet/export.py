@@ -16,6 +16,10 @@ Files written by ``export_onnx(model, "out.onnx")``:
 - ``out.mesh.onnx`` (models with the mesh backend only): the 468-point face-mesh network,
   ``crops (B, 3, 192, 192)`` RGB in [0, 1] -> ``points (B, 468, 3)`` in 192-px crop units and
   ``presence_logits (B,)``.
+- ``out.priors.onnx`` (models with the occlusion-aware prior network,
+  ``orsanet.priors.occlusion_net``): ``pixels (B, 3, S, S)`` in [0, 1] -> the network's
+  ``parsing``, ``heatmaps``, ``visibility`` and ``face`` logits; the classifier then takes
+  ``landmark_prior (B, 16, 28, 28)`` and ``parsing_prior (B, 12, 28, 28)`` (``OcclusionNetPriors.draw``).
 - ``out.int8.onnx`` (``int8=True``): the classifier quantised to int8 by ONNX Runtime's static
   quantisation (QDQ: int8 per-channel weights, uint8 activations whose ranges are calibrated on
   generated cartoon faces, ``generated_faces``; ``quantize_int8(..., calibration=crops)`` takes
@@ -60,6 +64,8 @@ from torch import nn
 
 from orsanet.contract import InputContract
 from orsanet.priors.face_priors import PRIOR_SIZE, Geometry, MeshPriors
+from orsanet.priors.occlusion_net import NUM_CLASSES as NET_CLASSES
+from orsanet.priors.occlusion_net import NUM_PARTS, OcclusionNetPriors
 
 EXPORT_FORMAT = "orsanet-onnx"
 EXPORT_FORMAT_VERSION = 1
@@ -76,6 +82,12 @@ def mesh_graph_path(path: str | os.PathLike) -> Path:
     """``out.onnx`` -> ``out.mesh.onnx``: where ``export_onnx`` writes the face-mesh graph."""
     path = Path(path)
     return path.with_name(f"{path.stem}.mesh.onnx")
+
+
+def prior_graph_path(path: str | os.PathLike) -> Path:
+    """``out.onnx`` -> ``out.priors.onnx``: where ``export_onnx`` writes the occlusion-aware prior network."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.priors.onnx")
 
 
 def int8_graph_path(path: str | os.PathLike) -> Path:
@@ -234,6 +246,16 @@ def export_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, *, o
                        "(MeshPriors.draw)"),
                    _io("parsing_prior", (dim, 11, PRIOR_SIZE, PRIOR_SIZE), "soft LaPa-layout parsing map drawn from "
                        "the mesh (MeshPriors.draw)")]
+    elif backend == OcclusionNetPriors.name:
+        geometry = OcclusionNetPriors().empty(batch)
+        geometry["heatmaps"] = torch.rand(batch, NUM_PARTS, PRIOR_SIZE, PRIOR_SIZE, generator=generator)
+        geometry["visibility"] = torch.rand(batch, NUM_PARTS, generator=generator)
+        raw = OcclusionNetPriors().draw(geometry)
+        args = (images, raw["landmark_prior"], raw["parsing_prior"])
+        inputs += [_io("landmark_prior", (dim, 2 * NUM_PARTS, PRIOR_SIZE, PRIOR_SIZE), "part heatmaps, then the "
+                       "same weighted by each part's visibility (OcclusionNetPriors.draw)"),
+                   _io("parsing_prior", (dim, NET_CLASSES, PRIOR_SIZE, PRIOR_SIZE), "12-class parsing probabilities "
+                       "(11 LaPa classes + occluded) of the prior network (OcclusionNetPriors.draw)")]
     else:
         raise ExportError(f"{source}: prior backend {backend!r} has no ONNX export")
     outputs = [_io("logits", (dim, config.num_classes), "class logits, in label_names order")]
@@ -246,10 +268,14 @@ def export_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, *, o
               "dynamic_batch": dynamic_batch, "source": source.name, "metrics": metadata.metrics,
               "provenance": metadata.provenance, "quantization": None,
               "mesh_graph": mesh_graph_path(out_path).name if backend == "mesh" else None,
+              "prior_graph": prior_graph_path(out_path).name if backend == OcclusionNetPriors.name else None,
               "description": f"orsanet {config.image_backbone} classifier, {config.num_classes} classes, {size} px"}
     _set_metadata(out_path, values)
     if backend == "mesh":
         export_mesh(mesh_graph_path(out_path), opset=opset, dynamic_batch=dynamic_batch, classifier=out_path.name)
+    if backend == OcclusionNetPriors.name:
+        export_prior_net(prior_graph_path(out_path), size, opset=opset, dynamic_batch=dynamic_batch,
+                         classifier=out_path.name)
     if int8:
         quantize_int8(out_path)
     return out_path
@@ -288,6 +314,44 @@ def export_mesh(out_path: str | os.PathLike, *, opset: int = 17, dynamic_batch: 
     return out_path
 
 
+def export_prior_net(out_path: str | os.PathLike, size: int, *, opset: int = 17, dynamic_batch: bool = True,
+                     classifier: str | None = None) -> Path:
+    """Export the occlusion-aware prior network (the weights ``OcclusionNetPriors`` loads) to ``out_path``,
+    for ``size``-px contract crops."""
+    import orsanet
+
+    out_path = Path(out_path)
+    backend = OcclusionNetPriors()
+    dim = "batch" if dynamic_batch else 1
+    pixels = torch.rand(EXPORT_BATCH if dynamic_batch else 1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    inputs = [_io("pixels", (dim, 3, size, size), "face crops framed by the input contract, pixels in [0, 1]")]
+    outputs = [_io("parsing", (dim, NET_CLASSES, PRIOR_SIZE, PRIOR_SIZE), "12-class logits (softmax over axis 1)"),
+               _io("heatmaps", (dim, NUM_PARTS, PRIOR_SIZE, PRIOR_SIZE), "part heatmap logits (sigmoid)"),
+               _io("visibility", (dim, NUM_PARTS), "per-part visibility logits (sigmoid)"),
+               _io("face", (dim,), "face logit (sigmoid)")]
+
+    class Outputs(nn.Module):
+        def __init__(self, net: nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor):
+            out = self.net(x)
+            return out["parsing"], out["heatmaps"], out["visibility"], out["face"]
+
+    exporter = _torch_export(Outputs(backend.net), (pixels,), out_path, inputs, outputs, opset, dynamic_batch)
+    values = {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, "orsanet_version": orsanet.__version__,
+              "torch_version": torch.__version__, "exporter": exporter, "opset": opset, "role": "prior_net",
+              "inputs": inputs, "outputs": outputs, "dynamic_batch": dynamic_batch,
+              "prior": {"backend": OcclusionNetPriors.name, "version": OcclusionNetPriors.version,
+                        "weights": backend.weights.name},
+              "description": "occlusion-aware prior network (orsanet.priors.occlusion_net.OcclusionPriorNet)"}
+    if classifier is not None:
+        values["classifier_graph"] = classifier
+    _set_metadata(out_path, values)
+    return out_path
+
+
 def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike | None = None, *,
                   calibration: torch.Tensor | None = None, count: int = CALIBRATION_FACES) -> Path:
     """Static int8 quantisation (onnxruntime.quantization, QDQ format: int8 per-channel weights,
@@ -318,6 +382,9 @@ def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike | N
     feeds = {"images": contract.normalise(pixels)}
     if backend == "mesh":
         feeds.update(MeshPriors().draw(geometry, hidden))
+    elif backend == OcclusionNetPriors.name:
+        priors = OcclusionNetPriors()
+        feeds.update(priors.draw(priors.measure(pixels)))
     batch = 8 if values.get("dynamic_batch", True) else 1
     chunks = [{name: value[i:i + batch].contiguous().numpy() for name, value in feeds.items()}
               for i in range(0, len(pixels), batch)]
@@ -515,6 +582,36 @@ class OnnxMeshPriors(MeshPriors):
         return {**geometry, "points": points}
 
 
+class _OrtPriorNet(nn.Module):
+    """Stands in for ``OcclusionPriorNet``: the exported prior graph on ONNX Runtime."""
+
+    def __init__(self, session, dynamic: bool) -> None:
+        super().__init__()
+        self.session, self.dynamic = session, dynamic
+
+    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        arrays = _run(self.session, {"pixels": pixels.detach().cpu().float().contiguous().numpy()}, self.dynamic)
+        return {name: torch.from_numpy(a) for name, a in zip(("parsing", "heatmaps", "visibility", "face"), arrays)}
+
+
+class OnnxOcclusionPriors(OcclusionNetPriors):
+    """``OcclusionNetPriors`` whose network is the exported prior graph (drawing: orsanet's code)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        super().__init__("cpu")
+        session = _session(Path(path), threads)
+        values = _decode(session.get_modelmeta().custom_metadata_map, Path(path))
+        prior = values.get("prior") or {}
+        if values.get("role") != "prior_net" or prior.get("version") != OcclusionNetPriors.version:
+            raise ExportError(f"{path}: not a prior-network graph of version {OcclusionNetPriors.version}")
+        self._net = _OrtPriorNet(session, values.get("dynamic_batch", True))
+
+    def to(self, device: torch.device | str) -> "OnnxOcclusionPriors":
+        if torch.device(device).type != "cpu":
+            raise ExportError("OnnxOcclusionPriors runs on the CPU")
+        return self
+
+
 class OnnxFaceModel:
     """An exported graph on ONNX Runtime with ``FaceModel``'s interface: ``logits(pixels, geometry, flip)``.
 
@@ -537,12 +634,17 @@ class OnnxFaceModel:
         self.prior_backend = self.metadata.get("prior_backend")
         self.input_names = [i["name"] for i in self.metadata["inputs"]]
         self.dynamic = bool(self.metadata.get("dynamic_batch", True))
-        self.priors: OnnxMeshPriors | None = None
+        self.priors: OnnxMeshPriors | OnnxOcclusionPriors | None = None
         if self.prior_backend == "mesh":
             mesh = Path(mesh_path) if mesh_path is not None else self.path.with_name(self.metadata["mesh_graph"])
             if not mesh.is_file():
                 raise ExportError(f"{self.path}: its face-mesh graph {mesh} is missing")
             self.priors = OnnxMeshPriors(mesh, threads)
+        elif self.prior_backend == OcclusionNetPriors.name:
+            graph = self.path.with_name(self.metadata["prior_graph"])
+            if not graph.is_file():
+                raise ExportError(f"{self.path}: its prior-network graph {graph} is missing")
+            self.priors = OnnxOcclusionPriors(graph, threads)
         elif self.prior_backend is not None:
             raise ExportError(f"{self.path}: prior backend {self.prior_backend!r} is not supported")
 

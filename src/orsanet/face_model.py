@@ -15,6 +15,7 @@ normalised images themselves.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -22,6 +23,8 @@ import torch
 from orsanet.contract import InputContract
 from orsanet.models import ORSANet
 from orsanet.priors.face_priors import Geometry, PriorBackend, prior_backend
+
+log = logging.getLogger(__name__)
 
 
 class FaceModel:
@@ -51,7 +54,12 @@ class FaceModel:
         from orsanet.checkpoint import load_model
 
         model = load_model(path, device)
-        return cls(model, model.contract, **options)
+        face = cls(model, model.contract, **options)
+        trained_with = model.metadata.provenance.get("prior_weights")
+        if face.priors is not None and trained_with and face.priors.fingerprint() != trained_with:
+            log.warning("%s was trained with prior weights %s, these are %s (%s): its priors differ from training",
+                        path, trained_with, face.priors.fingerprint(), getattr(face.priors, "weights", "?"))
+        return face
 
     @property
     def device(self) -> torch.device:

@@ -113,6 +113,8 @@ def profile_model(model: ORSANet, input_size: int | None = None) -> ModelProfile
         rows[name].macs = sum(flops.get(prefix, 0) for prefix in prefixes) // 2
     if model.prior_backend == "mesh":
         rows["face mesh (frozen, shipped)"] = _face_mesh_profile()
+    if model.prior_backend == "occlusion_net":
+        rows["occlusion-aware prior net (frozen, shipped)"] = _prior_net_profile(input_size)
     return ModelProfile([row for row in rows.values() if row.parameters or row.macs], input_size)
 
 
@@ -127,6 +129,18 @@ def _face_mesh_profile() -> ComponentProfile:
         mesh(torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE))
     count = sum(p.numel() for p in mesh.parameters())
     return ComponentProfile("face mesh (frozen, shipped)", count, 0, count, counter.get_total_flops())
+
+
+def _prior_net_profile(input_size: int) -> ComponentProfile:
+    """The occlusion-aware prior network (``orsanet.priors.occlusion_net``), one pass per face."""
+    from orsanet.priors.occlusion_net import OcclusionPriorNet
+
+    net = OcclusionPriorNet().eval()
+    counter = FlopCounterMode(display=False, depth=None)
+    with torch.no_grad(), counter:
+        net(torch.zeros(1, 3, input_size, input_size))
+    count = sum(p.numel() for p in net.parameters())
+    return ComponentProfile("occlusion-aware prior net (frozen, shipped)", count, 0, count, counter.get_total_flops() // 2)
 
 
 def official_layout_extra_trainable(model: ORSANet) -> int:

@@ -3,7 +3,8 @@
 A config has six sections (see ``configs/*.yaml``)::
 
     model:    ORSANetConfig fields (num_classes comes from the data), plus ``init``: a model file to start
-              from (the same architecture, or one trained without SSGM/MCM, whose prior branches start fresh)
+              from (the same architecture, or one trained without SSGM/MCM, whose prior branches start fresh),
+              and ``pretrained_backbone: true``: the image backbone starts from its shipped face-recognition weights
     data:     which dataset, where, which splits and label protocol
     optim:    ``recipe: official`` (SAM over Adam, ExponentialLR) or ``recipe: adamw_cosine``
     loss:     the objective (label-smoothing warm-up, DARE weight and form)
@@ -43,6 +44,7 @@ class OptimConfig:
     sam_rho: float = 0.05
     gamma: float = 0.98  # ExponentialLR, per epoch (official)
     warmup_epochs: int = 0  # linear warm-up for adamw_cosine
+    pretrained_lr_scale: float = 1.0  # adamw_cosine: lr factor of a pretrained image trunk (model.pretrained_backbone)
     batch_size: int = 20
     epochs: int = 400
     balanced_sampler: bool = True
@@ -189,17 +191,22 @@ def _build(cls, values, where: str, prefix: str = ""):
 
 
 def model_config(values: dict, num_classes: int | None = None):
-    """The ``model`` section (ORSANetConfig fields, plus ``init``) -> ORSANetConfig, or a one-line ConfigError."""
+    """The ``model`` section (ORSANetConfig fields, plus ``init`` and ``pretrained_backbone``) ->
+    ORSANetConfig, or a one-line ConfigError."""
     from orsanet.models import ORSANetConfig
 
     known = {f.name: f for f in fields(ORSANetConfig)}
-    unknown = sorted(set(values) - set(known) - {"init"})
+    starts = {"init", "pretrained_backbone"}  # how the weights start, not part of the architecture
+    unknown = sorted(set(values) - set(known) - starts)
     if unknown:
-        raise ConfigError(f"model: unknown keys {', '.join(unknown)} (known: init, {', '.join(known)})")
+        raise ConfigError(f"model: unknown keys {', '.join(unknown)} (known: {', '.join(sorted(starts))}, "
+                          f"{', '.join(known)})")
     checked = {name: check_value(f"model.{name}", value, str(known[name].type))
-               for name, value in values.items() if name != "init"}
+               for name, value in values.items() if name not in starts}
     if "init" in values and not isinstance(values["init"], (str, type(None))):
         raise ConfigError(f"model.init: expected a model file, got {values['init']!r}")
+    if not isinstance(values.get("pretrained_backbone", False), bool):
+        raise ConfigError(f"model.pretrained_backbone: expected true or false, got {values['pretrained_backbone']!r}")
     checked["num_classes"] = num_classes or checked.get("num_classes", 7)
     try:
         return ORSANetConfig(**checked)

@@ -93,12 +93,15 @@ GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 def training_contract(config: TrainConfig, input_size: int, train) -> InputContract:
     """The input contract a run trains (and records) its model with: ``data.color`` (``auto``: grey for
-    grey datasets, judged by their kind or by the first images of the opened ``train`` split), ImageNet
-    mean/std, bilinear."""
+    grey datasets, judged by their kind or by the first images of the opened ``train`` split), the image
+    backbone's mean/std (ImageNet's unless it was pretrained with others), bilinear."""
+    from orsanet.models.image_backbone import backbone_normalisation
+
     color = config.data.color
     if color == "auto":
         color = "gray" if config.data.kind in GREY_KINDS else _file_color(train)
-    return InputContract(input_size=input_size, color=color)
+    mean, std = backbone_normalisation(config.model.get("image_backbone", "ir50"))
+    return InputContract(input_size=input_size, color=color, mean=mean, std=std)
 
 
 def _file_color(dataset) -> str:
@@ -171,6 +174,13 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig):
     if optim.recipe == "official":
         optimizer = SAM(params, torch.optim.Adam, rho=optim.sam_rho, lr=optim.lr, weight_decay=optim.weight_decay)
         return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=optim.gamma), True
+    trunk = getattr(getattr(model, "image_backbone", None), "trunk", None)
+    if config.model.get("pretrained_backbone") and trunk is not None and optim.pretrained_lr_scale != 1.0:
+        # A pretrained trunk moves more slowly than the layers that start fresh (its batch norms are
+        # folded away, so full-rate steps wreck it within an epoch).
+        pretrained = {id(p) for p in trunk.parameters()}
+        params = [{"params": [p for p in params if id(p) in pretrained], "lr": optim.lr * optim.pretrained_lr_scale},
+                  {"params": [p for p in params if id(p) not in pretrained]}]
     optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
     warmup, total = optim.warmup_epochs, optim.epochs
 
@@ -223,6 +233,12 @@ class Trainer:
         log.info("input contract: %s", self.contract.to_dict())
         self.label_names = list(_base(self.train_set).label_names)
         self.model = ORSANet(model_config(config.model, len(self.label_names)), self.label_names)
+        if config.model.get("pretrained_backbone"):
+            load_pretrained = getattr(self.model.image_backbone, "load_pretrained", None)
+            if load_pretrained is None:
+                raise ConfigError(f"model.pretrained_backbone: {config.model.get('image_backbone')} ships no weights")
+            load_pretrained()
+            log.info("image backbone starts from its face-recognition weights")
         if config.model.get("init"):
             initialise_from(self.model, config.model["init"], self.label_names)
         self.model.to(self.device)
@@ -256,6 +272,8 @@ class Trainer:
 
         cache_dir = Path(self.config.run.prior_cache).expanduser()
         backend = self.face.priors
+        if backend.live:  # measured in every step on the augmented pixels (FaceModel.inputs)
+            return
 
         def wrap(dataset):
             if dataset is None:
@@ -461,6 +479,8 @@ class Trainer:
         provenance = {"dataset": self.config.data.kind, "train_split": self.config.data.train_split,
                       "label_mode": self.config.data.label_mode, "recipe": self.config.optim.recipe,
                       "train_targets": "votes" if self.config.data.train_vote_targets else "labels"}
+        if self.face.priors is not None and self.face.priors.fingerprint() is not None:
+            provenance["prior_weights"] = self.face.priors.fingerprint()
         save_model(self.output / "last.safetensors", self.model, self.label_names, self.contract,
                    self._metadata(valid, epoch), provenance)
         if improved:

@@ -1,7 +1,9 @@
 """Image backbones: images -> a ``(B, D, 7, 7)`` grid of image features.
 
 - ``ir50`` (the paper) and ``ir18`` (a light variant): improved-residual trunks at 112-224 px;
-- ``resnet_compact``: a small residual net for 56-px crops on CPUs (the default model).
+- ``resnet_compact``: a small residual net for 56-px crops on CPUs (the old default model);
+- ``recognition_mobilefacenet`` (``_s8``: cut at stride 8) / ``recognition_mobileface``: face-recognition nets with shipped
+  weights (``orsanet.models.face_recognition``; ``model.pretrained_backbone: true`` loads them).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import functools
 import torch
 from torch import nn
 
+from orsanet.models.face_recognition import RECOGNITION_BACKBONES, FaceRecognitionGrid
+from orsanet.contract import IMAGENET_MEAN, IMAGENET_STD
 from orsanet.models.ir50 import IR50, IR50_STAGES
 
 # Stages (channels, units) of the improved-residual trunks; "ir18" is a light variant for CPUs and tests.
@@ -83,3 +87,12 @@ class CompactGrid(nn.Module):
 
 IMAGE_BACKBONES = {name: functools.partial(IRGrid, stages=stages) for name, stages in IR_STAGES.items()}
 IMAGE_BACKBONES["resnet_compact"] = CompactGrid
+IMAGE_BACKBONES.update({f"recognition_{name}": functools.partial(FaceRecognitionGrid, net=net, stride8=stride8)
+                        for name, (net, stride8) in RECOGNITION_BACKBONES.items()})
+
+
+def backbone_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of the inputs a backbone was pretrained on: [-1, 1] for the face-recognition nets."""
+    if name.startswith("recognition_"):
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    return IMAGENET_MEAN, IMAGENET_STD

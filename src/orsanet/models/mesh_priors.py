@@ -22,8 +22,8 @@ LANDMARK_GROUPS = (SUBJECT_RIGHT_BROW, SUBJECT_LEFT_BROW, SUBJECT_RIGHT_EYE, SUB
                    UPPER_OUTER + UPPER_INNER, LOWER_OUTER + LOWER_INNER, FACE_OVAL)
 
 
-_GROUP_POINTS = torch.tensor([i for group in LANDMARK_GROUPS for i in group])
-_GROUP_OF_POINT = torch.tensor([g for g, group in enumerate(LANDMARK_GROUPS) for _ in group])
+GROUP_POINTS = torch.tensor([i for group in LANDMARK_GROUPS for i in group])
+GROUP_OF_POINT = torch.tensor([g for g, group in enumerate(LANDMARK_GROUPS) for _ in group])
 
 
 def part_heatmaps(landmark_prior: torch.Tensor, size: int = PRIOR_SIZE, sigma: float = 0.8) -> torch.Tensor:
@@ -33,9 +33,9 @@ def part_heatmaps(landmark_prior: torch.Tensor, size: int = PRIOR_SIZE, sigma: f
     channels are blurred with a Gaussian of ``sigma`` pixels and clipped to [0, 1].
     """
     b, groups, device = landmark_prior.shape[0], len(LANDMARK_GROUPS), landmark_prior.device
-    part = landmark_prior[:, _GROUP_POINTS.to(device)].float()  # (B, P, 3)
+    part = landmark_prior[:, GROUP_POINTS.to(device)].float()  # (B, P, 3)
     x, y, weight = part[..., 0] * size - 0.5, part[..., 1] * size - 0.5, part[..., 2]
-    channel = _GROUP_OF_POINT.to(device).expand(b, -1) * size * size
+    channel = GROUP_OF_POINT.to(device).expand(b, -1) * size * size
     maps = torch.zeros(b, groups * size * size, device=device)
     x0, y0 = x.floor(), y.floor()
     for dx in (0, 1):

@@ -109,7 +109,39 @@ def mesh_parsing_source(out_channels: int) -> PriorSource:
     return PriorSource(None, conv_encoder(NUM_CLASSES, out_channels))
 
 
-LANDMARK_SOURCES = {"mobilefacenet": mobilefacenet_landmark_source, "mesh_heatmaps": mesh_landmark_source}
-PARSING_SOURCES = {"swin_b": swin_parsing_source, "mesh_parsing": mesh_parsing_source}
+class MapTokens(nn.Module):
+    """Prior maps ``(B, C, 28, 28)`` -> tokens ``(B, 49, dim)`` (conv encoder, then one token per cell)."""
+
+    def __init__(self, in_channels: int, dim: int) -> None:
+        super().__init__()
+        from orsanet.models.mesh_priors import conv_encoder
+
+        self.encoder = conv_encoder(in_channels, dim)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.encoder(maps).flatten(2).transpose(1, 2)
+
+
+def occlusion_net_landmark_source(out_channels: int) -> PriorSource:
+    """Occlusion-aware landmarks: the prior network's part heatmaps and their visibility-weighted
+    copies ``(B, 16, 28, 28)`` -> trainable conv encoder -> 49 tokens."""
+    from orsanet.priors.occlusion_net import NUM_PARTS
+
+    return PriorSource(None, MapTokens(2 * NUM_PARTS, out_channels))
+
+
+def occlusion_net_parsing_source(out_channels: int) -> PriorSource:
+    """Occlusion-aware parsing: the prior network's 12-class map (11 face classes + occluded) -> conv encoder."""
+    from orsanet.models.mesh_priors import conv_encoder
+    from orsanet.priors.occlusion_net import NUM_CLASSES
+
+    return PriorSource(None, conv_encoder(NUM_CLASSES, out_channels))
+
+
+LANDMARK_SOURCES = {"mobilefacenet": mobilefacenet_landmark_source, "mesh_heatmaps": mesh_landmark_source,
+                    "occlusion_net_heatmaps": occlusion_net_landmark_source}
+PARSING_SOURCES = {"swin_b": swin_parsing_source, "mesh_parsing": mesh_parsing_source,
+                   "occlusion_net_parsing": occlusion_net_parsing_source}
 # Sources without an extractor: their raw priors come from this backend of ``orsanet.priors.face_priors``.
-SOURCE_BACKENDS = {"mesh_heatmaps": "mesh", "mesh_parsing": "mesh"}
+SOURCE_BACKENDS = {"mesh_heatmaps": "mesh", "mesh_parsing": "mesh",
+                   "occlusion_net_heatmaps": "occlusion_net", "occlusion_net_parsing": "occlusion_net"}

@@ -36,6 +36,7 @@ class PriorBackend:
 
     name = "base"
     version = 1
+    live = False  # True: measured on the augmented pixels in every training step instead of cached
 
     def measure(self, pixels: torch.Tensor) -> Geometry:
         """``(B, 3, S, S)`` pixels in [0, 1] -> per-face tensors, each with a leading ``B`` axis."""
@@ -74,6 +75,10 @@ class PriorBackend:
         """Per face, ``geometry`` where ``chosen (B,)`` is True, else ``other``."""
         return {key: torch.where(chosen.view(-1, *[1] * (value.dim() - 1)), value, other[key])
                 for key, value in geometry.items()}
+
+    def fingerprint(self) -> str | None:
+        """What identifies the backend's weights when they can change (a trained network), else None."""
+        return None
 
     def __call__(self, pixels: torch.Tensor, hidden: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return self.draw(self.measure(pixels), hidden)
@@ -179,7 +184,13 @@ class MeshPriors(PriorBackend):
         return {**geometry, "points": (moved + 1) / 2}
 
 
-PRIOR_BACKENDS: dict[str, type[PriorBackend]] = {"mesh": MeshPriors}
+def _occlusion_net(device: torch.device | str = "cpu") -> PriorBackend:
+    from orsanet.priors.occlusion_net import OcclusionNetPriors
+
+    return OcclusionNetPriors(device=device)
+
+
+PRIOR_BACKENDS = {"mesh": MeshPriors, "occlusion_net": _occlusion_net}
 
 
 def prior_backend(name: str, device: torch.device | str = "cpu") -> PriorBackend:

@@ -1,0 +1,171 @@
+"""The occlusion-aware prior network: outputs, classes, mirror/warp of its geometry, its targets, the
+backend on the one prior path, and its training stage end to end on a generated FERPlus folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from data_fakes import make_ferplus
+
+from orsanet.priors.face_priors import PRIOR_BACKENDS, MeshPriors, prior_backend
+from orsanet.priors.occlusion_net import (
+    NUM_CLASSES,
+    NUM_PARTS,
+    OCCLUDED,
+    PART_MIRROR,
+    OcclusionNetPriors,
+    OcclusionPriorNet,
+)
+from orsanet.priors.occlusion_net_training import (
+    PriorNetRecipe,
+    clean_targets,
+    measure_prior_net,
+    prior_net_loss,
+    shuffled_tiles,
+    train_prior_net,
+    write_weights,
+)
+from orsanet.priors.parsing_map import LAPA_CLASSES
+
+
+@pytest.fixture()
+def backend(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "priors.safetensors"
+    write_weights(OcclusionPriorNet(width=8), path, {})
+    return OcclusionNetPriors(weights=path)
+
+
+def test_network_outputs_and_classes():
+    assert NUM_CLASSES == len(LAPA_CLASSES) + 1 and OCCLUDED == len(LAPA_CLASSES)
+    out = OcclusionPriorNet(width=8)(torch.rand(3, 3, 64, 64))
+    assert out["parsing"].shape == (3, NUM_CLASSES, 28, 28)
+    assert out["heatmaps"].shape == (3, NUM_PARTS, 28, 28)
+    assert out["visibility"].shape == (3, NUM_PARTS) and out["face"].shape == (3,)
+    # any input size: the network reads a 56-px grey copy
+    assert OcclusionPriorNet(width=8)(torch.rand(1, 3, 112, 112))["parsing"].shape == (1, NUM_CLASSES, 28, 28)
+
+
+def test_backend_is_on_the_prior_path(backend):
+    assert "occlusion_net" in PRIOR_BACKENDS and backend.live and not MeshPriors.live
+    geometry = backend.measure(torch.rand(2, 3, 64, 64))
+    assert torch.allclose(geometry["parsing"].sum(1), torch.ones(2, 28, 28), atol=1e-5)
+    raw = backend.draw(geometry, hidden=torch.ones(2, 64, 64, dtype=torch.bool))  # the mask is not used
+    assert raw["parsing_prior"].shape == (2, NUM_CLASSES, 28, 28)
+    assert raw["landmark_prior"].shape == (2, 2 * NUM_PARTS, 28, 28)
+    assert torch.equal(raw["parsing_prior"], backend.draw(geometry)["parsing_prior"])
+    empty = backend.empty(2)
+    assert not backend.valid(empty).any() and backend.draw(empty)["parsing_prior"][:, 0].eq(1).all()
+    assert isinstance(prior_backend("occlusion_net"), OcclusionNetPriors)
+
+
+def test_mirror_swaps_sides_and_is_its_own_inverse(backend):
+    geometry = backend.measure(torch.rand(2, 3, 64, 64))
+    twice = backend.mirror(backend.mirror(geometry))
+    for key, value in geometry.items():
+        assert torch.allclose(twice[key], value)
+    once = backend.mirror(geometry)
+    assert torch.allclose(once["heatmaps"][:, 0], geometry["heatmaps"][:, 1].flip(-1))  # brows swap sides
+    assert torch.allclose(once["parsing"][:, 2], geometry["parsing"][:, 3].flip(-1))
+    assert torch.allclose(once["parsing"][:, OCCLUDED], geometry["parsing"][:, OCCLUDED].flip(-1))
+    assert PART_MIRROR[PART_MIRROR[2]] == 2
+
+
+def test_warp_identity_and_shift(backend):
+    geometry = backend.measure(torch.rand(2, 3, 64, 64))
+    same = backend.warp(geometry, torch.eye(2).expand(2, 2, 2), torch.zeros(2, 2))
+    assert torch.allclose(same["parsing"], geometry["parsing"], atol=1e-5)
+    moved = backend.warp(geometry, torch.eye(2).expand(2, 2, 2), torch.full((2, 2), 0.5))
+    assert torch.allclose(moved["parsing"].sum(1), torch.ones(2, 28, 28), atol=1e-5)  # outside: background
+
+
+def test_network_flip_consistency_is_learnable(backend):
+    """The mirror of the geometry is what the network should give on the mirrored crop: a flip-symmetric
+    network (averaged with its mirror) meets it exactly."""
+    pixels = torch.rand(2, 3, 64, 64)
+
+    def symmetric(x):
+        a, b = backend.measure(x), backend.mirror(backend.measure(x.flip(-1)))
+        return {key: (a[key] + b[key]) / 2 for key in a}
+
+    direct, mirrored = symmetric(pixels.flip(-1)), backend.mirror(symmetric(pixels))
+    for key in direct:
+        assert torch.allclose(direct[key], mirrored[key], atol=1e-5)
+
+
+def test_targets_from_the_clean_face_and_the_mask():
+    mesh = MeshPriors()
+    points = torch.rand(2, 468, 2) * 0.6 + 0.2
+    geometry = {"points": points, "presence": torch.ones(2)}
+    hidden = torch.zeros(2, 64, 64, dtype=torch.bool)
+    hidden[0, 32:] = True  # the lower half of the first face
+    targets = clean_targets(mesh, geometry, hidden)
+    assert torch.allclose(targets["parsing"].sum(1), torch.ones(2, 28, 28), atol=1e-5)
+    assert targets["parsing"][0, OCCLUDED, 14:].min() == 1 and targets["parsing"][0, OCCLUDED, :14].max() == 0
+    assert targets["parsing"][1, OCCLUDED].max() == 0
+    assert targets["heatmaps"].shape == (2, NUM_PARTS, 28, 28)
+    assert targets["visibility"][1].eq(1).all()
+    out = OcclusionPriorNet(width=8)(torch.rand(2, 3, 64, 64))
+    loss, terms = prior_net_loss(out, targets, torch.ones(2, dtype=torch.bool))
+    loss.backward()
+    assert set(terms) == {"parsing", "occluded", "heatmaps", "visibility", "face"}
+
+
+def test_shuffled_tiles_keeps_the_pixels():
+    pixels = torch.rand(2, 3, 64, 64)
+    shuffled = shuffled_tiles(pixels, torch.Generator().manual_seed(0))
+    assert shuffled.shape == pixels.shape
+    assert torch.allclose(shuffled.sort(-1).values.sum(), pixels.sort(-1).values.sum())
+
+
+def test_training_stage_runs_resumes_and_measures(tmp_path):
+    root = make_ferplus(tmp_path / "ferplus", {"train": [[0, 10, 0, 0, 0, 0, 0, 0, 0, 0]] * 16,
+                                               "valid": [[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]] * 4,
+                                               "test": [[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]] * 2})
+    recipe = PriorNetRecipe(root=str(root), output_dir=str(tmp_path / "run"), width=8, epochs=2, batch_size=8,
+                            save_every=1, prior_cache=str(tmp_path / "cache"))
+    first = train_prior_net(recipe, max_minutes=1e-9)  # stops after one step, resumably
+    assert not first.is_file() and (tmp_path / "run" / "prior-net-state.pt").is_file()
+    weights = train_prior_net(recipe, resume=True)
+    assert weights.is_file()
+    state = torch.load(tmp_path / "run" / "prior-net-state.pt", weights_only=True)
+    assert state["step"] == 4
+    report = measure_prior_net(str(root), weights, kinds=("square",), prior_cache=str(tmp_path / "cache"))
+    assert set(report["square"]) >= {"occluder_iou", "parsing_agreement", "mesh_agreement", "mesh_found"}
+    assert 0 <= report["square"]["occluder_iou"] <= 1
+    json.dumps(report)
+
+
+@pytest.fixture()
+def occlusion_model(tmp_path, monkeypatch):
+    """A small model on the occlusion-aware priors, with random prior-network weights."""
+    from orsanet.checkpoint import save_model
+    from orsanet.contract import InputContract
+    from orsanet.labels import dataset_label_names
+    from orsanet.models import ORSANet, compact_config
+
+    torch.manual_seed(0)
+    weights = tmp_path / "priors.safetensors"
+    write_weights(OcclusionPriorNet(width=8), weights, {})
+    monkeypatch.setenv("ORSANET_OCCLUSION_PRIORS", str(weights))
+    labels = dataset_label_names("ferplus")
+    model = ORSANet(compact_config(len(labels), dim=32, num_heads=4, landmark_source="occlusion_net_heatmaps",
+                                   parsing_source="occlusion_net_parsing"), labels)
+    return save_model(tmp_path / "model.safetensors", model, labels, InputContract(56, color="gray"))
+
+
+def test_model_on_the_new_priors_predicts_and_exports(occlusion_model, tmp_path):
+    from orsanet.export import OnnxFaceModel, export_onnx, prior_graph_path
+    from orsanet.face_model import FaceModel
+
+    face = FaceModel.load(occlusion_model)
+    assert isinstance(face.priors, OcclusionNetPriors)
+    pixels = torch.rand(3, 3, 56, 56)
+    reference = face.logits(pixels, flip=True)
+    assert reference.shape == (3, 8)
+    path = export_onnx(occlusion_model, tmp_path / "onnx" / "m.onnx")
+    assert prior_graph_path(path).is_file()
+    onnx_face = OnnxFaceModel(path, threads=1)
+    assert torch.allclose(onnx_face.logits(pixels, flip=True), reference, atol=1e-4)
