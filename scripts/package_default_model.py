@@ -1,6 +1,7 @@
 """Put a trained run's best model into the package as ``orsanet/weights/default.safetensors``.
 
     python scripts/package_default_model.py RUN_DIR [--eval-report REPORT.json ...] [--earlier-run DIR]
+        [--prior-run runs/occlusion-priors --prior-minutes M]
 
 The weights are copied unchanged; the metadata gains what a user of the packaged model needs:
 grey input (FERPlus faces are grey), the run's validation and test figures, the evaluation
@@ -27,6 +28,11 @@ def main() -> None:
                         help="JSON written by 'orsanet eval ... --json' (repeat for a --flip report)")
     parser.add_argument("--earlier-run", type=Path, action="append", default=[],
                         help="a run this one started from (model.init): its training time is added")
+    parser.add_argument("--prior-run", type=Path, default=None,
+                        help="the occlusion-prior network's run (orsanet train-priors): its weights are shipped "
+                             "next to the model, its measured figures and minutes recorded")
+    parser.add_argument("--prior-minutes", type=float, default=0.0,
+                        help="minutes of the prior stage spent outside its training loop (the mesh cache)")
     parser.add_argument("--color", default="gray", choices=["gray", "rgb"])
     parser.add_argument("--destination", type=Path, default=DEFAULT_MODEL_PATH)
     args = parser.parse_args()
@@ -53,6 +59,26 @@ def main() -> None:
     provenance = {**metadata.provenance, "training_minutes": round(minutes, 2),
                   "epochs_run": len(history) + sum(len(rows) for rows in earlier),
                   "runs": [run.name for run in args.earlier_run] + [args.run_dir.name]}
+    if args.prior_run is not None:
+        import hashlib
+        import shutil
+
+        from safetensors import safe_open
+
+        from orsanet.priors.occlusion_net import DEFAULT_WEIGHTS
+
+        weights = args.prior_run / "occlusion-priors.safetensors"
+        with safe_open(str(weights), "pt") as handle:
+            info = json.loads((handle.metadata() or {}).get("info", "{}"))
+        prior_minutes = info.get("minutes", 0.0) + args.prior_minutes
+        provenance["prior_weights"] = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        provenance["prior_stage_minutes"] = round(prior_minutes, 2)
+        provenance["training_minutes"] = round(minutes + prior_minutes, 2)
+        measured = args.prior_run / "measured.json"
+        if measured.is_file():
+            metrics["prior_net"] = json.loads(measured.read_text())
+        if weights.resolve() != DEFAULT_WEIGHTS.resolve():
+            shutil.copyfile(weights, DEFAULT_WEIGHTS)
     contract = dataclasses.replace(metadata.contract, color=args.color)
     args.destination.parent.mkdir(parents=True, exist_ok=True)
     save_model(args.destination, model, metadata.label_names, contract, metrics, provenance)

@@ -179,3 +179,17 @@ def test_init_from_a_backbone_trained_alone_keeps_it_and_leaves_the_prior_branch
     full_path = save_model(tmp_path / "full.safetensors", full, list(CLASSES))
     with pytest.raises(CheckpointError, match="full.safetensors: .* unexpected keys"):
         initialise_from(ORSANet(ORSANetConfig(**settings, use_ssgm=False, use_mcm=False)), full_path, list(CLASSES))
+
+
+@pytest.mark.slow
+def test_compiled_training_runs_and_saves_the_plain_weights(folder_data, tmp_path):
+    """``run.compile``: one epoch through torch.compile (slow: it compiles); the model file holds plain keys."""
+    common = ["train", "--set", f"data.root={folder_data}", "--set", "data.kind=folder", "--set", "data.valid_split=null",
+              "--set", "data.valid_fraction=0.25", "--set", "data.num_workers=0", "--set", "optim.epochs=1",
+              "--set", "optim.batch_size=6", "--set", "run.threads=2", "--set", "run.compile=true",
+              "--set", f"run.output_dir={tmp_path / 'run'}"] + [x for item in TINY_MODEL for x in ("--set", item)]
+    done = run_cli(common)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from safetensors.torch import load_file
+
+    assert not any(key.startswith("_orig_mod") for key in load_file(str(tmp_path / "run" / "last.safetensors")))

@@ -31,9 +31,6 @@ from orsanet.weight_loading import CheckpointError, load_weights
 FORMAT_NAME = "orsanet"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_PATH = Path(__file__).parent / "weights" / "default.safetensors"
-# Models shipped inside the package, by name (docs/model-card.md).
-SHIPPED_MODELS = {"default": DEFAULT_MODEL_PATH,
-                  "compact-mesh": Path(__file__).parent / "weights" / "compact-mesh.safetensors"}
 
 
 @dataclass
@@ -52,12 +49,11 @@ class ModelMetadata:
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:
-    """A name of ``SHIPPED_MODELS`` (``"default"``, ``"compact-mesh"``: models inside the package), else a file path."""
-    shipped = SHIPPED_MODELS.get(str(path))
-    if shipped is not None:
-        if not shipped.exists():
-            raise CheckpointError(f"{shipped}: the {path} model is not included in this installation")
-        return shipped
+    """``"default"`` names the model shipped inside the package; anything else is a file path."""
+    if str(path) == "default":
+        if not DEFAULT_MODEL_PATH.exists():
+            raise CheckpointError(f"{DEFAULT_MODEL_PATH}: the default model is not included in this installation")
+        return DEFAULT_MODEL_PATH
     return Path(path)
 
 

@@ -89,6 +89,7 @@ class RunConfig:
     prior_cache: str = "~/.cache/orsanet/priors"  # face-mesh points of each dataset, computed once
     max_minutes: float | None = None  # time budget: stop after the epoch that would overrun it
     channels_last: bool = True
+    compile: bool = False  # train (and validate) through torch.compile; the weights stay those of the plain model
 
 
 @dataclass

@@ -259,6 +259,8 @@ class Trainer:
         if self.dist.enabled:
             self.network = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if run.compile:  # compiled graphs share the parameters: checkpoints and the optimiser see the plain model
+            self.network = torch.compile(self.network)
         self.sampler = EpochSampler(_labels_of(self.train_set), run.seed, config.optim.balanced_sampler,
                                     self.dist.rank, self.dist.world_size)
         self.start_epoch, self.history = 1, []

@@ -13,9 +13,11 @@ from PIL import Image, ImageDraw
 from orsanet.inference.results import Face
 
 PANEL = 160  # side of a crop tile in the face panels
-# LaPa classes: background, skin, brows (2), eyes (2), nose, upper lip, inner mouth, lower lip, hair
+# LaPa classes: background, skin, brows (2), eyes (2), nose, upper lip, inner mouth, lower lip, hair, and the
+# occlusion-aware prior network's "occluded" (bright green: what the model knows it cannot see)
 PARSING_COLOURS = np.array([[0, 0, 0], [255, 204, 153], [153, 76, 0], [153, 76, 0], [0, 153, 255], [0, 153, 255],
-                            [255, 255, 0], [255, 0, 102], [102, 0, 51], [255, 0, 153], [80, 40, 20]], np.float32)
+                            [255, 255, 0], [255, 0, 102], [102, 0, 51], [255, 0, 153], [80, 40, 20], [0, 230, 64]],
+                           np.float32)
 
 
 def _heat_colours(values: np.ndarray) -> np.ndarray:
@@ -42,8 +44,8 @@ def face_panel(image: Image.Image, face: Face, labels: list[str]) -> Image.Image
     """One face: frame + parsing overlay, frame + heatmap, probability bars -> ``(3*PANEL, PANEL)`` image."""
     crop = image.crop(tuple(round(v) for v in face.frame)).resize((PANEL, PANEL), Image.BILINEAR)
     if face.parsing is not None:
-        probs = np.stack([_resize_map(channel, PANEL) for channel in face.parsing])  # (11, P, P)
-        colours = np.einsum("chw,ck->hwk", probs, PARSING_COLOURS)
+        probs = np.stack([_resize_map(channel, PANEL) for channel in face.parsing])  # (11 or 12, P, P)
+        colours = np.einsum("chw,ck->hwk", probs, PARSING_COLOURS[:len(probs)])
         parsed = _blend(crop, colours, 0.45 * (1 - probs[0]).clip(0, 1))
     else:
         parsed = crop.copy()
