@@ -169,3 +169,18 @@ def test_model_on_the_new_priors_predicts_and_exports(occlusion_model, tmp_path)
     assert prior_graph_path(path).is_file()
     onnx_face = OnnxFaceModel(path, threads=1)
     assert torch.allclose(onnx_face.logits(pixels, flip=True), reference, atol=1e-4)
+
+
+def test_pictures_paint_the_occluded_class():
+    import numpy as np
+    from PIL import Image
+
+    from orsanet.inference.pictures import PARSING_COLOURS, parsing_colours
+
+    parsing = np.zeros((NUM_CLASSES, 28, 28), np.float32)
+    parsing[OCCLUDED, 14:] = 1
+    parsing[1, :14] = 1
+    colours = parsing_colours(parsing)
+    assert np.allclose(colours[20, 5], PARSING_COLOURS[OCCLUDED]) and np.allclose(colours[5, 5], PARSING_COLOURS[1])
+    assert parsing_colours(parsing[:OCCLUDED]).shape == (28, 28, 3)  # the mesh's 11 classes still work
+    Image.fromarray(colours.astype(np.uint8))

@@ -448,7 +448,7 @@ class Trainer:
         spent = self.history[-1].get("minutes", 0.0) if self.history else 0.0
         for epoch in range(self.start_epoch, config.optim.epochs + 1):
             started = time.monotonic()
-            row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **self.train_epoch(epoch)}
+            row = {"epoch": epoch, "lr": self.optimizer.param_groups[-1]["lr"], **self.train_epoch(epoch)}  # the fresh layers' rate
             valid = self.evaluate_split(self.valid_set, f"epoch {epoch} valid")
             row.update({f"valid_{key}": valid[key] for key in ("loss", "accuracy", "mean_class_accuracy", "macro_f1")})
             self.scheduler.step()

@@ -20,6 +20,11 @@ PARSING_COLOURS = np.array([[0, 0, 0], [255, 204, 153], [153, 76, 0], [153, 76, 
                            np.float32)
 
 
+def parsing_colours(parsing: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(C, H, W)`` (11 LaPa classes, or 12 with "occluded") -> ``(H, W, 3)`` colours."""
+    return np.einsum("chw,ck->hwk", parsing, PARSING_COLOURS[:len(parsing)])
+
+
 def _heat_colours(values: np.ndarray) -> np.ndarray:
     """``(H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8 through matplotlib's 'jet' colour map."""
     from matplotlib import colormaps
@@ -45,7 +50,7 @@ def face_panel(image: Image.Image, face: Face, labels: list[str]) -> Image.Image
     crop = image.crop(tuple(round(v) for v in face.frame)).resize((PANEL, PANEL), Image.BILINEAR)
     if face.parsing is not None:
         probs = np.stack([_resize_map(channel, PANEL) for channel in face.parsing])  # (11 or 12, P, P)
-        colours = np.einsum("chw,ck->hwk", probs, PARSING_COLOURS[:len(probs)])
+        colours = parsing_colours(probs)
         parsed = _blend(crop, colours, 0.45 * (1 - probs[0]).clip(0, 1))
     else:
         parsed = crop.copy()

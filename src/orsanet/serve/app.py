@@ -36,7 +36,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orsanet.inference.inputs import as_image
-from orsanet.inference.pictures import PARSING_COLOURS
+from orsanet.inference.pictures import parsing_colours
 from orsanet.inference.results import Face, ImageResult
 from orsanet.serve.batcher import Batcher, BatcherClosed, QueueFull
 
@@ -238,9 +238,9 @@ def _png_data_url(image: Image.Image) -> str:
 
 
 def parsing_overlay(parsing: np.ndarray, size: int = 112) -> str:
-    """The parsing prior ``(11, h, w)`` as a PNG to lay over the face square: a colour per face part,
-    transparent where the prior sees background."""
-    colours = np.einsum("chw,ck->hwk", parsing, PARSING_COLOURS).clip(0, 255)
+    """The parsing prior ``(11 or 12, h, w)`` as a PNG to lay over the face square: a colour per face part
+    (and for occluders), transparent where the prior sees background."""
+    colours = parsing_colours(parsing).clip(0, 255)
     alpha = (1 - parsing[0]).clip(0, 1) * 255
     rgba = np.dstack([colours, alpha]).round().astype(np.uint8)
     return _png_data_url(Image.fromarray(rgba, "RGBA").resize((size, size), Image.BILINEAR))
