@@ -120,11 +120,12 @@ class OcclusionNetPriors(PriorBackend):
             self._net = load_prior_net(self.weights, self.device)
         return self._net
 
-    def fingerprint(self) -> str:
-        """SHA-256 (first 16 hex digits) of the weights file: model files record the prior net they trained with."""
+    def fingerprint(self) -> str | None:
+        """SHA-256 (first 16 hex digits) of the weights file (None when it is missing): model files
+        record the prior net they trained with."""
         import hashlib
 
-        return hashlib.sha256(self.weights.read_bytes()).hexdigest()[:16]
+        return hashlib.sha256(self.weights.read_bytes()).hexdigest()[:16] if self.weights.is_file() else None
 
     def to(self, device: torch.device | str) -> OcclusionNetPriors:
         self.device = torch.device(device)
