@@ -192,7 +192,10 @@ def _speed(args: argparse.Namespace) -> dict:
     return options
 
 
-def _add_speed_options(parser: argparse.ArgumentParser) -> None:
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and the PyTorch speed options, shared by eval and predict."""
+    parser.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
+                        help="pytorch, or onnxruntime for a graph written by 'orsanet export' (default auto: by the file's suffix)")
     parser.add_argument("--amp", action="store_true", help="CUDA: bf16 autocast (fp16 without bf16)")
     parser.add_argument("--channels-last", action="store_true", help="channels-last images and weights")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (slow first batch)")
@@ -306,7 +309,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     try:
-        from orsanet.export import ExportError, export_onnx, int8_graph_path, mesh_graph_path
+        from orsanet.export import ExportError, export_onnx, int8_graph_path, mesh_graph_path, prior_graph_path
     except ImportError as error:
         raise UsageError(f"orsanet export needs the 'export' extra: pip install 'orsanet[export]' ({error})") from None
     try:
@@ -315,7 +318,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"orsanet export needs the 'export' extra: pip install 'orsanet[export]' ({error})") from None
     except ExportError as error:
         raise UsageError(str(error)) from None
-    written = [out] + [p for p in (mesh_graph_path(out), int8_graph_path(out)) if p.exists()]
+    written = [out] + [p for p in (mesh_graph_path(out), prior_graph_path(out), int8_graph_path(out)) if p.exists()]
     for path in written:
         log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return 0
@@ -399,9 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--min-face", type=float, default=20.0, metavar="PX",
                           help="with --crop detect: the smallest face to search for (default 20)")
     evaluate.add_argument("--per-image", action="store_true", help="also write every image's probabilities (--json)")
-    _add_speed_options(evaluate)
-    evaluate.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
-                          help="pytorch, or onnxruntime for a graph written by 'orsanet export' (default auto: by the file's suffix)")
+    _add_runtime_options(evaluate)
     evaluate.add_argument("--subset", help="text file of image names (name [label [condition]])")
     evaluate.add_argument("--label-mode", default="majority", help="FERPlus: majority or argmax")
     evaluate.add_argument("--occlusion", help="also under random-square occlusion of these areas, e.g. 0.1,0.2,0.3")
@@ -464,15 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--flip", action="store_true",
                          help="test-time augmentation: average each face's prediction with its mirror image's")
     predict.add_argument("--batch-size", type=int, default=8, help="images or frames classified together")
-    _add_speed_options(predict)
-    predict.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
-                         help="pytorch, or onnxruntime for a graph written by 'orsanet export' (default auto: by the file's suffix)")
+    _add_runtime_options(predict)
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(handler=cmd_predict)
 
     export = commands.add_parser("export", help="ONNX graphs of a model (and of the face mesh it needs), optionally int8")
     export.add_argument("model", help="model file, or 'default'")
-    export.add_argument("out", help="output .onnx file (the mesh graph goes beside it as <name>.mesh.onnx)")
+    export.add_argument("out", help="output .onnx file (the mesh or prior-network graph goes beside it as "
+                        "<name>.mesh.onnx / <name>.priors.onnx)")
     export.add_argument("--opset", type=int, default=17)
     export.add_argument("--int8", action="store_true", help="also a statically quantised <name>.int8.onnx")
     export.set_defaults(handler=cmd_export)

@@ -56,9 +56,10 @@ class FaceModel:
         model = load_model(path, device)
         face = cls(model, model.contract, **options)
         trained_with = model.metadata.provenance.get("prior_weights")
-        if face.priors is not None and trained_with and face.priors.fingerprint() != trained_with:
+        loaded = face.priors.fingerprint() if face.priors is not None and trained_with else None
+        if trained_with and loaded != trained_with:
             log.warning("%s was trained with prior weights %s, these are %s (%s): its priors differ from training",
-                        path, trained_with, face.priors.fingerprint(), getattr(face.priors, "weights", "?"))
+                        path, trained_with, loaded, getattr(face.priors, "weights", "?"))
         return face
 
     @property

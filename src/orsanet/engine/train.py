@@ -481,8 +481,9 @@ class Trainer:
         provenance = {"dataset": self.config.data.kind, "train_split": self.config.data.train_split,
                       "label_mode": self.config.data.label_mode, "recipe": self.config.optim.recipe,
                       "train_targets": "votes" if self.config.data.train_vote_targets else "labels"}
-        if self.face.priors is not None and self.face.priors.fingerprint() is not None:
-            provenance["prior_weights"] = self.face.priors.fingerprint()
+        fingerprint = self.face.priors.fingerprint() if self.face.priors is not None else None
+        if fingerprint is not None:
+            provenance["prior_weights"] = fingerprint
         save_model(self.output / "last.safetensors", self.model, self.label_names, self.contract,
                    self._metadata(valid, epoch), provenance)
         if improved:

@@ -13,8 +13,8 @@ import functools
 import torch
 from torch import nn
 
-from orsanet.models.face_recognition import RECOGNITION_BACKBONES, FaceRecognitionGrid
 from orsanet.contract import IMAGENET_MEAN, IMAGENET_STD
+from orsanet.models.face_recognition import RECOGNITION_BACKBONES, FaceRecognitionGrid
 from orsanet.models.ir50 import IR50, IR50_STAGES
 
 # Stages (channels, units) of the improved-residual trunks; "ir18" is a light variant for CPUs and tests.

@@ -113,6 +113,7 @@ class OcclusionNetPriors(PriorBackend):
         self.device = torch.device(device)
         self.weights = Path(weights or os.environ.get("ORSANET_OCCLUSION_PRIORS") or DEFAULT_WEIGHTS)
         self._net: OcclusionPriorNet | None = None
+        self._fingerprint: str | None = None
 
     @property
     def net(self) -> OcclusionPriorNet:
@@ -125,7 +126,9 @@ class OcclusionNetPriors(PriorBackend):
         record the prior net they trained with."""
         import hashlib
 
-        return hashlib.sha256(self.weights.read_bytes()).hexdigest()[:16] if self.weights.is_file() else None
+        if self._fingerprint is None and self.weights.is_file():  # hashed once: the file does not change under us
+            self._fingerprint = hashlib.sha256(self.weights.read_bytes()).hexdigest()[:16]
+        return self._fingerprint
 
     def to(self, device: torch.device | str) -> OcclusionNetPriors:
         self.device = torch.device(device)

@@ -224,34 +224,36 @@ def measure_prior_net(root: str, weights: str | Path, kinds: tuple[str, ...] = (
     geometry = cached_geometry(valid_set, mesh, contract, Path(prior_cache).expanduser())
     network = load_prior_net(weights)
     count = min(limit or len(valid_set), len(valid_set))
-    report = {}
-    for kind in kinds:
-        occlusion = OcclusionAugment({kind: 1.0}, p=1.0, generator=torch.Generator().manual_seed(1234))
-        inter = union = 0.0
-        agree = {"net": [0.0, 0.0], "mesh": [0.0, 0.0]}
-        found = 0
-        for start in tqdm(range(0, count, batch_size), desc=f"prior net on {kind}", dynamic_ncols=True):
-            indices = torch.arange(start, min(count, start + batch_size))
-            pixels = load_batch(valid_set, contract, indices)
-            clean = {key: value[indices] for key, value in geometry.items()}
+    occlusions = {kind: OcclusionAugment({kind: 1.0}, p=1.0, generator=torch.Generator().manual_seed(1234))
+                  for kind in kinds}
+    # per kind: occluder intersection, union, (net, mesh) agreeing and visible cells, mesh fits
+    sums = {kind: {"inter": 0.0, "union": 0.0, "net": [0.0, 0.0], "mesh": [0.0, 0.0], "found": 0} for kind in kinds}
+    for start in tqdm(range(0, count, batch_size), desc=f"prior net on {', '.join(kinds)}", dynamic_ncols=True):
+        indices = torch.arange(start, min(count, start + batch_size))
+        pixels = load_batch(valid_set, contract, indices)  # read once, hidden by every kind in turn
+        clean = {key: value[indices] for key, value in geometry.items()}
+        for kind, occlusion in occlusions.items():
+            total = sums[kind]
             occluded, hidden = occlusion(pixels, mesh.points(clean), mesh.valid(clean))
             targets = clean_targets(mesh, clean, hidden)
-            out = network(occluded)
-            predicted = out["parsing"].softmax(1)
+            predicted = network(occluded)["parsing"].softmax(1)
             truth_occ = targets["covered"] >= 0.5
             pred_occ = predicted[:, OCCLUDED] >= 0.5
-            inter += float((truth_occ & pred_occ).sum())
-            union += float((truth_occ | pred_occ).sum())
+            total["inter"] += float((truth_occ & pred_occ).sum())
+            total["union"] += float((truth_occ | pred_occ).sum())
             refit = mesh.measure(occluded)
-            found += int(mesh.valid(refit).sum())
+            total["found"] += int(mesh.valid(refit).sum())
             refit_map = mesh.draw(refit)["parsing_prior"]
             ok = targets["valid"].view(-1, 1, 1) & ~truth_occ
             truth_class = targets["parsing"][:, :OCCLUDED].argmax(1)
             for name, classes in (("net", predicted[:, :OCCLUDED].argmax(1)), ("mesh", refit_map.argmax(1))):
-                agree[name][0] += float(((classes == truth_class) & ok).sum())
-                agree[name][1] += float(ok.sum())
-        report[kind] = {"occluder_iou": inter / max(union, 1), "parsing_agreement": agree["net"][0] / max(agree["net"][1], 1),
-                        "mesh_agreement": agree["mesh"][0] / max(agree["mesh"][1], 1), "mesh_found": found / count,
-                        "images": count}
+                total[name][0] += float(((classes == truth_class) & ok).sum())
+                total[name][1] += float(ok.sum())
+    report = {}
+    for kind, total in sums.items():
+        report[kind] = {"occluder_iou": total["inter"] / max(total["union"], 1),
+                        "parsing_agreement": total["net"][0] / max(total["net"][1], 1),
+                        "mesh_agreement": total["mesh"][0] / max(total["mesh"][1], 1),
+                        "mesh_found": total["found"] / count, "images": count}
         log.info("%s: %s", kind, json.dumps({k: round(v, 4) for k, v in report[kind].items()}))
     return report
