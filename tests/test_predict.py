@@ -271,3 +271,35 @@ def test_json_output_is_valid_json_for_odd_file_names(tiny_model, astronaut, tmp
                        capsys)[0] == 0
     assert len(json.loads(out_json.read_text())["faces"]) == 1
     assert out_csv.read_bytes().count(b"\n") == 2
+
+
+def test_read_ahead_keeps_order_raises_in_place_and_stays_bounded():
+    import threading
+
+    from orsanet.inference.inputs import read_ahead
+
+    assert list(read_ahead(iter(range(50)), depth=3)) == list(range(50))
+    produced = []
+
+    def numbers():
+        for k in range(1000):
+            produced.append(k)
+            yield k
+
+    reader = read_ahead(numbers(), depth=4)
+    assert [next(reader) for _ in range(5)] == [0, 1, 2, 3, 4]
+    import time
+    time.sleep(0.3)
+    assert len(produced) <= 5 + 4 + 1  # at most depth ahead of the consumer
+    reader.close()  # stops the thread
+    assert not any(t.name == "orsanet-read-ahead" and t.is_alive() for t in threading.enumerate())
+
+    def broken():
+        yield 1
+        raise OSError("bad frame")
+
+    got = []
+    with pytest.raises(OSError, match="bad frame"):
+        for item in read_ahead(broken(), depth=2):
+            got.append(item)
+    assert got == [1]

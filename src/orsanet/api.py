@@ -21,7 +21,7 @@ from PIL import Image
 
 from orsanet.face_model import load_face_model, model_metadata
 from orsanet.inference.framing import FaceFinder
-from orsanet.inference.inputs import as_image, expand_inputs, read_frames
+from orsanet.inference.inputs import as_image, expand_inputs, read_ahead, read_frames
 from orsanet.inference.pipeline import FacePipeline
 from orsanet.inference.results import Face, ImageResult
 from orsanet.priors.face_search import DEFAULT_MIN_FACE
@@ -100,23 +100,28 @@ class Recognizer:
                 yield ImageResult(file, frame, found, None if found else "no face found"), image
             pending.clear()
 
-        rank, world = shard
-        for path in tqdm(list(expand_inputs(paths, exclude))[rank::world], desc="predict", disable=not progress,
-                         dynamic_ncols=True):
-            frames = read_frames(path, every)
-            while True:
+        def frames_of(files: list[Path]):
+            """``(file, frame index, image, None)`` per picture, or ``(file, None, None, message)`` when a
+            file cannot be read (the frames read before a broken one are kept)."""
+            for path in tqdm(files, desc="predict", disable=not progress, dynamic_ncols=True):
                 try:
-                    frame, image = next(frames)
-                except StopIteration:
-                    break
-                except reading_errors as error:  # frames read before a broken one keep their rows
+                    for frame, image in read_frames(path, every):
+                        yield str(path), frame, image, None
+                except reading_errors as error:
                     message = str(error).splitlines()[0] if str(error) else type(error).__name__
-                    log.warning("%s: cannot read (%s)", path, message)
-                    yield from flush()
-                    yield ImageResult(str(path), error=f"unreadable: {message}"), None
-                    break
-                pending.append((str(path), frame, image))
-                if len(pending) >= self.batch_size:
-                    yield from flush()
+                    yield str(path), None, None, message
+
+        rank, world = shard
+        files = list(expand_inputs(paths, exclude))[rank::world]
+        # Decoding runs a batch ahead in a thread, overlapping the batch being classified.
+        for file, frame, image, error in read_ahead(frames_of(files), 2 * self.batch_size):
+            if error is not None:
+                log.warning("%s: cannot read (%s)", file, error)
+                yield from flush()
+                yield ImageResult(file, error=f"unreadable: {error}"), None
+                continue
+            pending.append((file, frame, image))
+            if len(pending) >= self.batch_size:
+                yield from flush()
         if pending:
             yield from flush()

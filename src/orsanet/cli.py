@@ -313,7 +313,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise UsageError(f"orsanet export needs the 'export' extra: pip install 'orsanet[export]' ({error})") from None
     try:
-        out = export_onnx(args.model, args.out, opset=args.opset, int8=args.int8)
+        out = export_onnx(args.model, args.out, opset=args.opset, int8=args.int8 or bool(args.calibration),
+                          calibration_data=args.calibration, calibration_count=args.calibration_count)
     except ImportError as error:
         raise UsageError(f"orsanet export needs the 'export' extra: pip install 'orsanet[export]' ({error})") from None
     except ExportError as error:
@@ -475,6 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "<name>.mesh.onnx / <name>.priors.onnx)")
     export.add_argument("--opset", type=int, default=17)
     export.add_argument("--int8", action="store_true", help="also a statically quantised <name>.int8.onnx")
+    export.add_argument("--calibration", metavar="DATA", help="calibrate the int8 graph on faces of this dataset's "
+                        "validation split (e.g. FERPlus) instead of generated faces; implies --int8")
+    export.add_argument("--calibration-count", type=int, default=512, metavar="N",
+                        help="faces drawn (seeded) for --calibration (default 512)")
     export.set_defaults(handler=cmd_export)
 
     serve = commands.add_parser("serve", help="REST API and web page (photos, live camera) on this machine")

@@ -211,12 +211,14 @@ def _decode(raw: dict[str, str], path) -> dict:
 
 
 def export_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, *, opset: int = 17,
-                dynamic_batch: bool = True, int8: bool = False) -> Path:
+                dynamic_batch: bool = True, int8: bool = False, calibration_data: str | os.PathLike | None = None,
+                calibration_count: int = 512) -> Path:
     """Export a model file (``"default"`` for the packaged model) to ONNX at ``out_path``; returns ``out_path``.
 
     Writes ``out_path`` (the classifier), for a mesh-prior model also ``mesh_graph_path(out_path)``
-    (the face-mesh network), and with ``int8`` also ``int8_graph_path(out_path)`` (see the module
-    docstring for their inputs, outputs and metadata). ``dynamic_batch``: the batch axis of every
+    (the face-mesh network), and with ``int8`` also ``int8_graph_path(out_path)``, calibrated on
+    ``calibration_count`` faces of the dataset at ``calibration_data`` (its validation split) when given,
+    else on generated faces (see the module docstring for their inputs, outputs and metadata). ``dynamic_batch``: the batch axis of every
     graph is free (else the graphs take one face at a time)."""
     import orsanet
     from orsanet.checkpoint import load_model, resolve_model_path
@@ -277,7 +279,10 @@ def export_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, *, o
         export_prior_net(prior_graph_path(out_path), size, opset=opset, dynamic_batch=dynamic_batch,
                          classifier=out_path.name)
     if int8:
-        quantize_int8(out_path)
+        pixels = source_line = None
+        if calibration_data is not None:
+            pixels, source_line = dataset_faces(calibration_data, contract, calibration_count)
+        quantize_int8(out_path, calibration=pixels, source=source_line)
     return out_path
 
 
@@ -352,13 +357,29 @@ def export_prior_net(out_path: str | os.PathLike, size: int, *, opset: int = 17,
     return out_path
 
 
+def dataset_faces(data_root: str | os.PathLike, contract: InputContract, count: int = 512, split: str | None = "valid",
+                  seed: int = 0) -> tuple[torch.Tensor, str]:
+    """``count`` faces drawn at random (seeded) from a dataset split, as the contract frames them:
+    pixels ``(N, 3, S, S)`` in [0, 1], and a line saying where they come from (for the metadata)."""
+    from orsanet.data import open_dataset
+    from orsanet.engine.evaluate import resolve_split
+
+    kind, split = resolve_split("auto", Path(data_root), split)
+    dataset = open_dataset(kind, data_root, split, transform=contract.pixels)
+    dataset.scan_images()
+    picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count].tolist()
+    pixels = torch.stack([dataset[i][0] for i in picked])
+    return pixels, f"{len(picked)} faces of {kind}/{split or '.'} ({data_root}), seed {seed}"
+
+
 def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike | None = None, *,
-                  calibration: torch.Tensor | None = None, count: int = CALIBRATION_FACES) -> Path:
+                  calibration: torch.Tensor | None = None, count: int = CALIBRATION_FACES,
+                  source: str | None = None) -> Path:
     """Static int8 quantisation (onnxruntime.quantization, QDQ format: int8 per-channel weights,
     uint8 activations) of an exported classifier graph, written to ``int8_graph_path(float_path)``
     unless ``out_path`` is given. Activation ranges are calibrated (min-max) on ``calibration``
-    face pixels ``(N, 3, S, S)`` in [0, 1] when given (their priors measured with ``MeshPriors``),
-    else on ``count`` generated cartoon faces (``generated_faces``). The metadata is carried over
+    face pixels ``(N, 3, S, S)`` in [0, 1] when given (their priors measured with the model's backend;
+    ``source`` says where they come from), else on ``count`` generated cartoon faces (``generated_faces``). The metadata is carried over
     (``quantization`` says how; ``mesh_graph`` still names the float mesh graph)."""
     import logging
     import tempfile
@@ -378,7 +399,7 @@ def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike | N
     else:
         pixels, hidden = torch.as_tensor(calibration).float(), None
         geometry = MeshPriors().measure(pixels) if backend == "mesh" else None
-        source = f"{len(pixels)} given face crops"
+        source = source or f"{len(pixels)} given face crops"
     feeds = {"images": contract.normalise(pixels)}
     if backend == "mesh":
         feeds.update(MeshPriors().draw(geometry, hidden))

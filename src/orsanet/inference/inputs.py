@@ -4,7 +4,9 @@ and RGB arrays, each turned into an upright 8-bit RGB ``PIL.Image``."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,49 @@ def read_frames(path: Path, every: int = 1) -> Iterator[tuple[int | None, Image.
         for index, frame in enumerate(container.decode(video=0)):
             if index % every == 0:
                 yield index, frame.to_image().convert("RGB")
+
+
+def read_ahead(items: Iterable, depth: int) -> Iterator:
+    """``items`` in order, produced by a background thread up to ``depth`` items ahead, so decoding the
+    next photos or video frames overlaps the work done on the current ones (decoders and PyTorch both
+    release the GIL). An exception of ``items`` is raised here, in order; memory stays bounded by
+    ``depth``; the thread stops when this generator is closed early."""
+    buffer: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as error:  # handed to the consumer, raised there
+            put((done, error))
+            return
+        put((done, None))
+
+    worker = threading.Thread(target=produce, name="orsanet-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:

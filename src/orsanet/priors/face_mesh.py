@@ -145,6 +145,7 @@ class FaceMesh(nn.Module):
         if weights is not None:
             extras = load_converted(self.net, Path(weights), extra_keys=("flip_permutation",))
             self.flip_permutation.copy_(extras["flip_permutation"])
+        self.net.to(memory_format=torch.channels_last)  # depthwise convolutions run ~1.6x faster on CPU
         self.padding_mode = padding_mode  # outside the image: "border" (MediaPipe) or "zeros"
         self.batch_size = batch_size  # crops per network call (large batches are slower on CPU)
         self.eval()
@@ -156,7 +157,7 @@ class FaceMesh(nn.Module):
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Crops ``(B, 3, 192, 192)`` in [0, 1] -> points ``(B, 468, 3)`` in crop pixels and
         presence probabilities ``(B,)``."""
-        points, logits = self.net(crops)
+        points, logits = self.net(crops.contiguous(memory_format=torch.channels_last))
         return points, torch.sigmoid(logits)
 
     @torch.no_grad()
