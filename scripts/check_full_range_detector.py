@@ -125,10 +125,12 @@ def compare(folder: Path) -> None:
     from orsanet.priors.face_detector_full_range import FullRangeFaceDetector
 
     torch.set_num_threads(1)
-    images, inputs, ref = np.load(folder / "images.npz"), np.load(folder / "inputs.npz"), np.load(folder / "reference.npz")
+    images, inputs = np.load(folder / "images.npz"), np.load(folder / "inputs.npz")
+    ref = np.load(folder / "reference.npz")
     det, short = FullRangeFaceDetector(), FaceDetector()
     print("raw outputs on identical inputs (max |port - tflite|):")
-    print(f"  {'image':18s} {'logit ref':>10s} {'box ref':>10s} {'logit xnn':>10s} {'box xnn':>10s} {'xnn-ref box':>11s}")
+    print(f"  {'image':18s} " + " ".join(f"{h:>10s}" for h in ("logit ref", "box ref", "logit xnn", "box xnn"))
+          + f" {'xnn-ref box':>11s}")
     worst = np.zeros(4)
     with torch.no_grad():
         for name in inputs.files:
@@ -168,9 +170,10 @@ def compare(folder: Path) -> None:
         for fmt in (torch.channels_last, torch.contiguous_format):
             full.to(memory_format=fmt)
             small.to(memory_format=fmt)
-            a = median_ms(full, torch.rand(1, 3, 192, 192).contiguous(memory_format=fmt) * 2 - 1)
-            b = median_ms(small, torch.rand(1, 3, 128, 128).contiguous(memory_format=fmt) * 2 - 1)
-            print(f"forward, batch 1, 1 thread, median of 20 ({'channels_last' if fmt is torch.channels_last else 'NCHW'}): "
+            a = median_ms(full, (torch.rand(1, 3, 192, 192) * 2 - 1).contiguous(memory_format=fmt))
+            b = median_ms(small, (torch.rand(1, 3, 128, 128) * 2 - 1).contiguous(memory_format=fmt))
+            layout = "channels_last" if fmt is torch.channels_last else "NCHW"
+            print(f"forward, batch 1, 1 thread, median of 20 ({layout}): "
                   f"full range 192 px {a:.2f} ms, short range 128 px {b:.2f} ms, ratio {a / b:.2f}")
 
 

@@ -4,11 +4,13 @@
     python scripts/measure_face_search.py --faceless DIR        # also false candidates on faceless pictures
 
 1. Smallest face: the examples' face (plain and masked) is pasted at decreasing sizes on a grey
-   1024-px canvas; for each size it prints whether the detector finds it on the whole canvas and
-   whether the tiled search finds it, with the face-mesh presence of the hit.
+   canvas (``--canvas``, 1024 px); for each size and each search (``cascade``: the full-range
+   detector proposes tiles; ``tiles``: grids of tiles) it prints whether the whole-photo pass
+   finds it, whether the search finds it, the face-mesh presence of the hits, and the search's time.
 2. False candidates (``--faceless``, e.g. the faceless sample pictures of scikit-image): every
-   candidate the tiles give, with its face-mesh presence. ``CANDIDATE_SCORE`` in
+   candidate each search gives, with its face-mesh presence. ``CANDIDATE_SCORE`` in
    ``orsanet/inference/framing.py`` must sit above these and below the presences of part 1.
+3. Time per example photo (512 px) of each search, median of 20 (``--threads``).
 
 The presence is measured as ``orsanet predict`` measures it: the mesh prior backend on the face's
 frame, cut and resized by the default model's input contract.
@@ -17,6 +19,8 @@ frame, cut and resized by the default model's input contract.
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,7 @@ from PIL import Image
 from orsanet.checkpoint import read_metadata
 from orsanet.priors import FaceDetector
 from orsanet.priors.face_priors import MeshPriors
+from orsanet.priors.face_detector_full_range import FullRangeFaceDetector
 from orsanet.priors.face_search import find_faces
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -43,15 +48,29 @@ def presences(mesh: MeshPriors, pixels: np.ndarray, detections) -> list[float]:
     return [round(float(p), 2) for p in mesh.face_score(mesh.measure(crops))]
 
 
+def timed(search, pixels: np.ndarray, runs: int = 1) -> tuple[float, tuple]:
+    """Median seconds of ``search(pixels)`` over ``runs`` calls, and its result."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        found = search(pixels)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faceless", type=Path, help="a folder of pictures without faces")
     parser.add_argument("--canvas", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    detector, mesh = FaceDetector(), MeshPriors()
-    print(f"face box side (px) on a {args.canvas}-px canvas: found on the whole canvas / found by the tiled search "
-          "(mesh presence)")
+    torch.set_num_threads(args.threads)
+    detector, proposer, mesh = FaceDetector(), FullRangeFaceDetector(), MeshPriors()
+    searches = {"cascade": lambda px, m=40: find_faces(detector, px, min_face=m, proposer=proposer),
+                "tiles": lambda px, m=40: find_faces(detector, px, min_face=m)}
+    print(f"face box side (px) on a {args.canvas}-px canvas: per search, found on the whole canvas / found by "
+          "the search (mesh presence of the hits), ms")
+    found_count = {name: 0 for name in searches}
     for name in ("astronaut.jpg", "astronaut_masked.jpg"):
         photo = np.asarray(Image.open(EXAMPLES / name).convert("RGB"))
         box = detector.detect([photo])[0][0].box
@@ -64,19 +83,36 @@ def main() -> None:
             side = round(size / share)
             canvas.paste(face.resize((side, side), Image.BILINEAR), (args.canvas // 3, args.canvas // 2))
             pixels = np.asarray(canvas)
-            whole, candidates = find_faces(detector, pixels, min_face=min(40, size))
-            print(f"  {name:22s} box {size:4d}: whole {'yes' if whole else 'no ':3s}  tiles "
-                  f"{'yes' if candidates else 'no ':3s} {presences(mesh, pixels, whole + candidates)}")
+            cells = []
+            for search_name, search in searches.items():
+                seconds, (whole, candidates) = timed(lambda px: search(px, min(40, size)), pixels)
+                kept = [p for p in presences(mesh, pixels, whole + candidates)]
+                found_count[search_name] += bool(whole) or any(p >= 0.4 for p in kept[len(whole):])
+                cells.append(f"{search_name}: whole {'yes' if whole else 'no ':3s} search "
+                             f"{'yes' if candidates else 'no ':3s} {kept} {1000 * seconds:4.0f} ms")
+            print(f"  {name:22s} box {size:4d}: " + " | ".join(cells))
+    print("faces found and confirmed (presence >= 0.4), of", 2 * len(SIZES), ":", found_count)
+    print("time per example photo, median of 20:")
+    for name in ("astronaut.jpg", "astronaut_masked.jpg"):
+        pixels = np.asarray(Image.open(EXAMPLES / name).convert("RGB"))
+        for search_name, search in searches.items():
+            search(pixels)
+            seconds, (whole, candidates) = timed(search, pixels, 20)
+            print(f"  {name:22s} {search_name:8s} {1000 * seconds:6.1f} ms, {len(whole)} faces on the whole photo, "
+                  f"{len(candidates)} candidates {presences(mesh, pixels, candidates)}")
     if args.faceless:
-        print("false candidates on faceless pictures (mesh presence of each):")
+        print("false candidates on faceless pictures (mesh presence of each), per search:")
         for path in sorted(args.faceless.iterdir()):
             try:
                 pixels = np.asarray(Image.open(path).convert("RGB"))
             except OSError:
                 continue
-            whole, candidates = find_faces(detector, pixels)
-            print(f"  {path.name:28s} {pixels.shape[1]}x{pixels.shape[0]}: whole {presences(mesh, pixels, whole)} "
-                  f"tiles {presences(mesh, pixels, candidates)}")
+            cells = []
+            for search_name, search in searches.items():
+                whole, candidates = search(pixels)
+                cells.append(f"{search_name}: whole {presences(mesh, pixels, whole)} "
+                             f"search {presences(mesh, pixels, candidates)}")
+            print(f"  {path.name:28s} {pixels.shape[1]}x{pixels.shape[0]}: " + " | ".join(cells))
 
 
 if __name__ == "__main__":

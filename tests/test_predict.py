@@ -184,6 +184,30 @@ def test_small_faces_are_found_in_tiles(astronaut):
     assert find_faces(detector, pixels, min_face=200) == ([], [])  # not searched for
 
 
+def test_the_cascade_looks_again_only_where_the_full_range_detector_proposes(astronaut, monkeypatch):
+    from orsanet.priors import face_search
+    from orsanet.priors.face_detector_full_range import FullRangeFaceDetector
+
+    assert face_search.tile_sides(1024, 40, seen_from=0.06 * 1024) == [286]  # the proposer sees faces of 61 px up
+    assert face_search.tile_sides(512, 40, seen_from=0.06 * 512) == []  # ... of 31 px up: no grid at all
+    pixels, centre = small_face_photo(astronaut, 60, canvas=600)
+    detector, proposer = FaceDetector(), FullRangeFaceDetector()
+    looked = []
+    detect = detector.detect
+    monkeypatch.setattr(detector, "detect", lambda images, *a, **k: looked.append(len(images)) or detect(images, *a, **k))
+    whole, candidates = face_search.find_faces(detector, pixels, min_face=40, proposer=proposer)
+    assert whole == [] and len(candidates) == 1 and looked == [1, 1]  # the whole photo, then one proposal tile
+    x0, y0, x1, y1 = candidates[0].box
+    assert abs((x0 + x1) / 2 - centre[0]) < 20 and abs((y0 + y1) / 2 - centre[1]) < 30 and 40 < x1 - x0 < 90
+    tiles = face_search.proposal_tiles(candidates, 600, 600)
+    (x, y, side), = tiles
+    assert 0 <= x <= 600 - side and 0 <= y <= 600 - side and abs(side - (x1 - x0) / 0.3) < 2
+    looked.clear()
+    photo = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
+    whole, candidates = face_search.find_faces(detector, photo, min_face=40, proposer=proposer)
+    assert len(whole) == 1 and candidates == [] and looked == [1]  # the proposal is the face already found
+
+
 def test_predict_finds_a_small_face_and_only_it(tiny_model, astronaut, tmp_path, capsys):
     pixels, _ = small_face_photo(astronaut, 60)
     Image.fromarray(pixels).save(tmp_path / "far.jpg")

@@ -34,7 +34,9 @@ class Recognizer:
 
     ``model``: a model file or ``"default"``; ``flip``: average each face's prediction with its mirror
     image's (test-time augmentation); ``min_face``: the smallest face to search for, in pixels of the
-    photo (detector box side; smaller is slower); ``min_confidence``: the face detector's threshold;
+    photo (detector box side; smaller is slower); ``search``: how faces too small for the detector's
+    whole-photo pass are searched, ``cascade`` (the full-range detector proposes where to look) or
+    ``tiles`` (grids of tiles everywhere; slower); ``min_confidence``: the face detector's threshold;
     ``batch_size``: images or frames whose faces are classified together; ``backend``: ``pytorch``,
     or ``onnxruntime`` for a graph written by ``orsanet export`` (``auto``: by the file's suffix);
     ``speed``: ``amp``, ``channels_last``, ``compile`` (see ``FaceModel``).
@@ -42,10 +44,10 @@ class Recognizer:
 
     def __init__(self, model: str | os.PathLike = "default", device: str | torch.device = "cpu", *,
                  flip: bool = False, min_face: float = DEFAULT_MIN_FACE, min_confidence: float = 0.5,
-                 batch_size: int = 8, backend: str = "auto", **speed) -> None:
+                 search: str = "cascade", batch_size: int = 8, backend: str = "auto", **speed) -> None:
         self.device = torch.device(device)
         self.face_model = load_face_model(model, self.device, backend, **speed)
-        self.finder = FaceFinder(self.face_model.contract, self.device, min_confidence, min_face)
+        self.finder = FaceFinder(self.face_model.contract, self.device, min_confidence, min_face, search)
         self.pipeline = FacePipeline(self.face_model, self.finder, flip)
         self.batch_size = max(1, int(batch_size))
 

@@ -248,7 +248,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--min-face must be positive, got {args.min_face}")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    recognizer = Recognizer(args.model, args.device, flip=args.flip, min_face=args.min_face,
+    recognizer = Recognizer(args.model, args.device, flip=args.flip, min_face=args.min_face, search=args.search,
                             min_confidence=args.min_confidence, batch_size=args.batch_size, backend=args.backend,
                             **_speed(args))
     if args.save_vis and args.backend != "pytorch" and not hasattr(recognizer.face_model, "model"):
@@ -463,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--min-confidence", type=float, default=0.5, help="face detector threshold")
     predict.add_argument("--min-face", type=float, default=40, metavar="PX",
                          help="smallest face to search for, in pixels of the photo (default 40; smaller is slower)")
+    predict.add_argument("--search", choices=("cascade", "tiles"), default="cascade",
+                         help="small faces: 'cascade' (the full-range detector proposes where to look again; "
+                         "default) or 'tiles' (grids of tiles over the whole photo; slower)")
     predict.add_argument("--flip", action="store_true",
                          help="test-time augmentation: average each face's prediction with its mirror image's")
     predict.add_argument("--batch-size", type=int, default=8, help="images or frames classified together")

@@ -137,7 +137,7 @@ class HarnessModel:
 
     @classmethod
     def load(cls, spec: str, device: str | torch.device = "cpu") -> "HarnessModel":
-        """``peer:NAME`` (``orsanet.peers.PEERS``), ``default`` or a model file path."""
+        """``peer:NAME`` (``orsanet.peers.PEERS``), ``default``, a model file or an exported ``.onnx`` graph."""
         if spec.startswith(PEER_PREFIX):
             from orsanet.peers import PEERS, WEIGHTS_DIR, load_peer
 
@@ -156,12 +156,13 @@ class HarnessModel:
             return cls(name, spec, "peer", peer.label_names, contract, classify, provenance)
 
         from orsanet.checkpoint import resolve_model_path
-        from orsanet.face_model import FaceModel
+        from orsanet.face_model import load_face_model, model_metadata
 
         path = resolve_model_path(spec)
-        face = FaceModel.load(path, device)
-        provenance = {"file": str(path), "sha256": file_sha256(path), "config": face.model.metadata.config.to_dict(),
-                      "input_contract": face.contract.to_dict(), "model_provenance": face.model.metadata.provenance}
+        face = load_face_model(path, device)  # a model file, or an exported .onnx graph (ONNX Runtime)
+        metadata = model_metadata(face)
+        provenance = {"file": str(path), "sha256": file_sha256(path), "config": metadata["config"],
+                      "input_contract": face.contract.to_dict(), "model_provenance": metadata["provenance"]}
         name = "default" if spec == "default" else path.stem
         return cls(name, spec, "orsanet", face.label_names, face.contract, face.logits, provenance)
 

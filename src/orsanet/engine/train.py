@@ -390,6 +390,11 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         self.network.train()
+        freeze = self.config.optim.freeze_batchnorm_after
+        if freeze is not None and epoch > freeze:  # occluded training batches keep moving the statistics
+            for module in self.network.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         self.sampler.set_epoch(epoch)
         loader = self._loader(self.train_set, self.sampler)
         limit = self.config.run.max_train_batches

@@ -1,7 +1,7 @@
 """Faces in a photo, framed the way the model's training faces were.
 
-``FaceFinder`` runs the face detector on the whole photo and, for faces too small for it, on
-overlapping tiles (``orsanet.priors.face_search``). Each face's detector box becomes the square the
+``FaceFinder`` runs the face detector on the whole photo and, for faces too small for it, on tiles
+around the faces the full-range detector proposes or on grids of tiles (``orsanet.priors.face_search``). Each face's detector box becomes the square the
 input contract's framing says (``InputContract.frame``), cut out and resized into the model's
 pixels (``InputContract.cut``): the same ``(3, S, S)`` crop a dataset face gives.
 """
@@ -16,7 +16,7 @@ from PIL import Image
 
 from orsanet.contract import InputContract
 from orsanet.priors.face_detector import Detection
-from orsanet.priors.face_search import DEFAULT_MIN_FACE, find_faces
+from orsanet.priors.face_search import DEFAULT_MIN_FACE, SEARCHES, find_faces
 
 # A face found only in a tile of the photo (see orsanet.priors.face_search) is kept when the prior
 # backend measured on its frame says a face is there with at least this score (the mesh's presence).
@@ -37,17 +37,24 @@ class FoundFace:
 
 
 class FaceFinder:
-    """Detector + tiled small-face search: ``finder(photo) -> [FoundFace, ...]`` (whole-photo faces first)."""
+    """Detector + small-face search: ``finder(photo) -> [FoundFace, ...]`` (whole-photo faces first).
+    ``search``: ``cascade`` (the full-range detector proposes where to look again) or ``tiles``
+    (grids of tiles everywhere), see ``orsanet.priors.face_search``."""
 
     def __init__(self, contract: InputContract, device: str | torch.device = "cpu", min_confidence: float = 0.5,
-                 min_face: float = DEFAULT_MIN_FACE) -> None:
+                 min_face: float = DEFAULT_MIN_FACE, search: str = "cascade") -> None:
         from orsanet.priors import FaceDetector
+        from orsanet.priors.face_detector_full_range import FullRangeFaceDetector
 
+        if search not in SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
         self.contract, self.min_confidence, self.min_face = contract, min_confidence, min_face
         self.detector = FaceDetector().to(device)
+        self.proposer = FullRangeFaceDetector().to(device) if search == "cascade" else None
 
     def __call__(self, photo: Image.Image) -> list[FoundFace]:
-        whole, candidates = find_faces(self.detector, np.asarray(photo), self.min_confidence, self.min_face)
+        whole, candidates = find_faces(self.detector, np.asarray(photo), self.min_confidence, self.min_face,
+                                       proposer=self.proposer)
         return ([FoundFace(d, self.contract.frame(d.box), False) for d in whole]
                 + [FoundFace(d, self.contract.frame(d.box), True) for d in candidates])
 

@@ -264,7 +264,9 @@ def weighted_nms(boxes: torch.Tensor, points: torch.Tensor, scores: torch.Tensor
 
 # ------------------------------------------------------------------------------- the detector
 class FaceDetector(nn.Module):
-    """Batched BlazeFace detection on images of any size (letterboxed to 128 px)."""
+    """Batched BlazeFace detection on images of any size (letterboxed to ``input_size`` px: 128)."""
+
+    input_size = INPUT_SIZE
 
     def __init__(self, weights: Path | str | None = DETECTOR_WEIGHTS):
         super().__init__()
@@ -280,18 +282,18 @@ class FaceDetector(nn.Module):
         return self.anchors.device
 
     def preprocess(self, images) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images -> network input ``(B, 3, 128, 128)`` in [-1, 1] and letterbox ROIs ``(B, 5)``."""
+        """Images -> network input ``(B, 3, S, S)`` in [-1, 1] (S = ``input_size``) and letterbox ROIs ``(B, 5)``."""
         crops, rois = [], []
         for img in to_image_list(images):
             roi = letterbox_roi(*img.shape[-2:]).to(self.device)
-            crops.append(crop_rois(img.to(self.device), roi[None], INPUT_SIZE, "zeros"))
+            crops.append(crop_rois(img.to(self.device), roi[None], self.input_size, "zeros"))
             rois.append(roi)
         return torch.cat(crops) / 127.5 - 1.0, torch.stack(rois)
 
     def decode(self, raw_boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw regressions ``(B, 896, 16)`` -> boxes ``(B, 896, 4)`` xyxy and keypoints
-        ``(B, 896, 6, 2)``, both in [0, 1] letterbox coordinates."""
-        pts = raw_boxes.reshape(*raw_boxes.shape[:2], 8, 2) / INPUT_SIZE
+        """Raw regressions ``(B, A, 16)`` -> boxes ``(B, A, 4)`` xyxy and keypoints ``(B, A, 6, 2)``,
+        both in [0, 1] letterbox coordinates (A anchors: 896 here)."""
+        pts = raw_boxes.reshape(*raw_boxes.shape[:2], 8, 2) / self.input_size
         center = pts[:, :, 0] + self.anchors
         half = pts[:, :, 1] / 2
         boxes = torch.cat([center - half, center + half], -1)

@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .face_detector import (WEIGHTS_DIR, ConvAct, Detection, FaceDetector, crop_rois, letterbox_roi,
-                            load_converted, to_image_list)
+from .face_detector import (WEIGHTS_DIR, ConvAct, Detection, FaceDetector, load_converted)
 
 FULL_RANGE_WEIGHTS = WEIGHTS_DIR / "face_detector_full_range.safetensors"
 
@@ -180,24 +179,6 @@ class FullRangeFaceDetector(FaceDetector):
             load_converted(self.net, Path(weights))
         self.net.to(memory_format=torch.channels_last)  # depthwise convolutions run faster on CPU
         self.eval()
-
-    def preprocess(self, images) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images -> network input ``(B, 3, 192, 192)`` in [-1, 1] and letterbox ROIs ``(B, 5)``."""
-        crops, rois = [], []
-        for img in to_image_list(images):
-            roi = letterbox_roi(*img.shape[-2:]).to(self.device)
-            crops.append(crop_rois(img.to(self.device), roi[None], self.input_size, "zeros"))
-            rois.append(roi)
-        return torch.cat(crops) / 127.5 - 1.0, torch.stack(rois)
-
-    def decode(self, raw_boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw regressions ``(B, 2304, 16)`` -> boxes ``(B, 2304, 4)`` xyxy and keypoints
-        ``(B, 2304, 6, 2)``, both in [0, 1] letterbox coordinates."""
-        pts = raw_boxes.reshape(*raw_boxes.shape[:2], 8, 2) / self.input_size
-        center = pts[:, :, 0] + self.anchors
-        half = pts[:, :, 1] / 2
-        boxes = torch.cat([center - half, center + half], -1)
-        return boxes, pts[:, :, 2:] + self.anchors[:, None]
 
     @torch.no_grad()
     def detect(self, images, min_confidence: float = MIN_SCORE, iou_threshold: float = 0.3,
