@@ -193,3 +193,22 @@ def test_compiled_training_runs_and_saves_the_plain_weights(folder_data, tmp_pat
     from safetensors.torch import load_file
 
     assert not any(key.startswith("_orig_mod") for key in load_file(str(tmp_path / "run" / "last.safetensors")))
+
+
+@pytest.mark.parametrize("freeze", [None, 0])
+def test_batchnorm_statistics_freeze_when_told(folder_data, tmp_path, freeze):
+    from orsanet.engine.config import load_config
+    from orsanet.engine.train import Trainer
+
+    overrides = [f"data.root={folder_data}", "data.kind=folder", "data.valid_split=null", "data.valid_fraction=0.25",
+                 "data.num_workers=0", "optim.epochs=1", "optim.batch_size=6", "run.threads=1",
+                 "run.max_train_batches=2", f"run.output_dir={tmp_path / 'run'}", *TINY_MODEL]
+    if freeze is not None:
+        overrides.append(f"optim.freeze_batchnorm_after={freeze}")
+    trainer = Trainer(load_config(None, overrides))
+    norms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    before = [m.running_mean.clone() for m in norms]
+    trainer.train_epoch(1)
+    moved = any(not torch.equal(b, m.running_mean) for b, m in zip(before, norms))
+    assert moved == (freeze is None)
