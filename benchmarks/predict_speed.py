@@ -2,7 +2,8 @@
 
     python benchmarks/predict_speed.py                 # the packaged default model, the example photos
     python benchmarks/predict_speed.py --model runs/x/best.safetensors --repeat 20 --threads 2
-    python benchmarks/predict_speed.py --min-face 1000     # no tiled search for small faces
+    python benchmarks/predict_speed.py --min-face 1000     # no search for small faces
+    python benchmarks/predict_speed.py --search tiles      # grids of tiles instead of the cascade
     python benchmarks/predict_speed.py --explain           # with the Grad-CAM pictures need
     python benchmarks/predict_speed.py --against /tmp/orsanet-old   # side by side with an earlier checkout
 
@@ -34,7 +35,8 @@ def measure(args) -> str:
     from orsanet.api import Recognizer
 
     torch.set_num_threads(args.threads)
-    recognizer = Recognizer(args.model, min_face=args.min_face, batch_size=args.batch_size)
+    search = {"search": args.search} if args.search else {}  # an earlier version may not know the option
+    recognizer = Recognizer(args.model, min_face=args.min_face, batch_size=args.batch_size, **search)
     paths = args.images * args.repeat
     list(recognizer.predict_paths(args.images, explain=args.explain, progress=False))  # warm-up
     times, faces = [], 0
@@ -46,7 +48,7 @@ def measure(args) -> str:
     median = statistics.median(times)
     config = recognizer.face_model.model.config
     return (f"model {args.model} ({config.image_backbone}, {config.input_size} px), {args.threads} threads, "
-            f"min face {args.min_face:g} px{', explained' if args.explain else ''}: "
+            f"min face {args.min_face:g} px, search {args.search or 'default'}{', explained' if args.explain else ''}: "
             f"{faces} faces in {len(paths)} images per pass, {median:.2f} s -> {faces / median:.1f} faces/s "
             f"({1000 * median / faces:.0f} ms per face, end to end), "
             f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
@@ -59,7 +61,8 @@ def faces_per_second(line: str) -> float:
 def compare(args) -> None:
     """This version and ``args.against``'s, in turns, each in its own process."""
     ours = [sys.executable, __file__, "--model", args.model, "--repeat", str(args.repeat), "--runs", str(args.runs),
-            "--threads", str(args.threads), "--min-face", str(args.min_face)]
+            "--threads", str(args.threads), "--min-face", str(args.min_face)] + (["--search", args.search]
+                                                                                 if args.search else [])
     theirs = [sys.executable, str(Path(args.against) / "benchmarks" / "predict_speed.py"), "--model", args.model,
               "--repeat", str(args.repeat), "--runs", str(args.runs), "--threads", str(args.threads),
               "--min-face", str(args.min_face)]
@@ -85,7 +88,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8, help="images whose faces are classified together")
     parser.add_argument("--min-face", type=float, default=40,
-                        help="as 'orsanet predict --min-face' (the tiled search for small faces costs time)")
+                        help="as 'orsanet predict --min-face' (the search for small faces costs time)")
+    parser.add_argument("--search", choices=("cascade", "tiles"), help="as 'orsanet predict --search' (this version)")
     parser.add_argument("--explain", action="store_true", help="also compute Grad-CAM, as --save-vis does")
     parser.add_argument("--against", metavar="DIR", help="an earlier orsanet checkout to measure in turns with this one")
     parser.add_argument("--turns", type=int, default=3, help="with --against: turns of each version")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -305,3 +306,37 @@ def test_predict_and_eval_run_on_onnxruntime_with_pytorchs_answers(tiny_model, t
     assert reports["onnx"]["backend"] == "OnnxFaceModel"
     assert reports["onnx"]["per_image"]["probabilities"][0] == pytest.approx(
         reports["torch"]["per_image"]["probabilities"][0], abs=1e-4)
+
+
+def test_attention_products_are_the_matmuls_of_two_activations(tmp_path):
+    from orsanet.export import attention_products
+
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 2])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 2])
+    weight = onnx.numpy_helper.from_array(np.eye(2, dtype=np.float32), "w")
+    nodes = [onnx.helper.make_node("MatMul", ["x", "w"], ["h"], name="linear"),
+             onnx.helper.make_node("MatMul", ["h", "x"], ["y"], name="scores")]
+    graph = onnx.helper.make_graph(nodes, "g", [x], [y], initializer=[weight])
+    onnx.save(onnx.helper.make_model(graph), tmp_path / "g.onnx")
+    assert attention_products(tmp_path / "g.onnx") == ["scores"]
+
+
+@needs_default
+def test_int8_calibrates_on_a_datasets_validation_faces(tmp_path):
+    from conftest import SHARED
+
+    ferplus = SHARED / "data" / "ferplus"
+    if not ferplus.is_dir():
+        pytest.skip("needs ../shared/data/ferplus")
+    from orsanet.checkpoint import read_metadata
+    from orsanet.export import dataset_faces
+
+    contract = read_metadata("default").contract
+    pixels, source = dataset_faces(ferplus, contract, count=16)
+    assert pixels.shape == (16, 3, contract.input_size, contract.input_size) and 0 <= pixels.min() <= pixels.max() <= 1
+    assert "ferplus" in source and "16 faces" in source
+    again, _ = dataset_faces(ferplus, contract, count=16)
+    assert torch.equal(pixels, again)  # seeded
+    out = export_onnx("default", tmp_path / "d.onnx", int8=True, calibration_data=ferplus, calibration_count=16)
+    quantization = read_onnx_metadata(int8_graph_path(out))["quantization"]
+    assert "16 faces of ferplus" in quantization["calibration"] and "attention products" in quantization["float"]
