@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -308,19 +307,6 @@ def test_predict_and_eval_run_on_onnxruntime_with_pytorchs_answers(tiny_model, t
         reports["torch"]["per_image"]["probabilities"][0], abs=1e-4)
 
 
-def test_attention_products_are_the_matmuls_of_two_activations(tmp_path):
-    from orsanet.export import attention_products
-
-    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 2])
-    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 2])
-    weight = onnx.numpy_helper.from_array(np.eye(2, dtype=np.float32), "w")
-    nodes = [onnx.helper.make_node("MatMul", ["x", "w"], ["h"], name="linear"),
-             onnx.helper.make_node("MatMul", ["h", "x"], ["y"], name="scores")]
-    graph = onnx.helper.make_graph(nodes, "g", [x], [y], initializer=[weight])
-    onnx.save(onnx.helper.make_model(graph), tmp_path / "g.onnx")
-    assert attention_products(tmp_path / "g.onnx") == ["scores"]
-
-
 @needs_default
 def test_int8_calibrates_on_a_datasets_validation_faces(tmp_path):
     from conftest import SHARED
@@ -339,4 +325,4 @@ def test_int8_calibrates_on_a_datasets_validation_faces(tmp_path):
     assert torch.equal(pixels, again)  # seeded
     out = export_onnx("default", tmp_path / "d.onnx", int8=True, calibration_data=ferplus, calibration_count=16)
     quantization = read_onnx_metadata(int8_graph_path(out))["quantization"]
-    assert "16 faces of ferplus" in quantization["calibration"] and "attention products" in quantization["float"]
+    assert "16 faces of ferplus" in quantization["calibration"] and "percentile" in quantization["method"]

@@ -357,17 +357,15 @@ def export_prior_net(out_path: str | os.PathLike, size: int, *, opset: int = 17,
     return out_path
 
 
-def attention_products(path: str | os.PathLike) -> list[str]:
-    """Names of the graph's MatMul nodes that multiply two activations (attention scores and their
-    weighted sums), which stay float in the int8 graph: quantising both of their inputs per tensor
-    cost the default model most of its disagreements with the float one."""
+def _remove_with_external_data(path: Path) -> None:
+    """Delete an ONNX file and the external-data files its tensors point to (next to it)."""
     import onnx
 
-    graph = onnx.load(str(path)).graph
-    constants = {init.name for init in graph.initializer}
-    constants |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
-    return [node.name for node in graph.node
-            if node.op_type == "MatMul" and not any(name in constants for name in node.input)]
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for location in {entry.value for tensor in graph.initializer for entry in tensor.external_data
+                     if entry.key == "location"}:
+        (path.parent / location).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
 
 
 def dataset_faces(data_root: str | os.PathLike, contract: InputContract, count: int = 512, split: str | None = "valid",
@@ -387,13 +385,15 @@ def dataset_faces(data_root: str | os.PathLike, contract: InputContract, count: 
 
 def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike | None = None, *,
                   calibration: torch.Tensor | None = None, count: int = CALIBRATION_FACES,
-                  source: str | None = None, method: str = "minmax", op_types: list[str] | None = None) -> Path:
+                  source: str | None = None, method: str = "percentile", op_types: list[str] | None = None) -> Path:
     """Static int8 quantisation (onnxruntime.quantization, QDQ format: int8 per-channel weights,
     uint8 activations) of an exported classifier graph, written to ``int8_graph_path(float_path)``
     unless ``out_path`` is given. Activation ranges are calibrated (min-max) on ``calibration``
     face pixels ``(N, 3, S, S)`` in [0, 1] when given (their priors measured with the model's backend;
     ``source`` says where they come from), else on ``count`` generated cartoon faces (``generated_faces``).
-    ``method``: ``minmax`` or ``percentile`` (99.999 %) activation ranges; ``op_types``: the operator
+    ``method``: ``percentile`` (99.999 %, the default: 99.6 % top-1 agreement with the float default
+    model on FERPlus test, calibrated on FERPlus Valid, against 99.3 % with ``minmax``) or ``minmax``
+    activation ranges; ``op_types``: the operator
     types to quantise (default: all that ONNX Runtime can). The metadata is carried over
     (``quantization`` says how; ``mesh_graph`` still names the float mesh graph)."""
     import logging
@@ -439,19 +439,24 @@ def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike | N
         root.setLevel(logging.ERROR)  # the quantiser logs advice through the root logger
         try:
             prepared = Path(scratch) / "prepared.onnx"
-            quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=False)
-            float_products = attention_products(prepared)
+            dump = Path.cwd() / "sym_shape_infer_temp.onnx"  # where shape inference leaves a graph it gives up on
+            dumped_before = dump.exists()
+            try:
+                quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=False)
+            except Exception:  # noqa: BLE001 -- symbolic shape inference gives up on some graphs (Swin-B)
+                if dump.exists() and not dumped_before:
+                    _remove_with_external_data(dump)
+                quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
             quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                             calibrate_method={"minmax": CalibrationMethod.MinMax,
                                               "percentile": CalibrationMethod.Percentile}[method],
-                            nodes_to_exclude=float_products, op_types_to_quantize=op_types)
+                            op_types_to_quantize=op_types)
         finally:
             root.setLevel(level)
     values["quantization"] = {"method": f"onnxruntime.quantization.quantize_static (QDQ, {method} calibration)",
                               "op_types": op_types or "all",
                               "weights": "int8, per channel", "activations": "uint8, per tensor",
-                              "float": f"{len(float_products)} attention products (MatMul of two activations)",
                               "calibration": source, "float_graph": float_path.name}
     _set_metadata(out_path, values)
     return out_path
