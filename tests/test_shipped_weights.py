@@ -43,3 +43,23 @@ def test_shipped_prior_net_sees_the_mask_on_the_example_face():
     assert masked["face"].item() > 0.5 and clean["face"].item() > 0.5
     # the mouth is covered: its parts are marked hidden, the eyes visible
     assert masked["visibility"][0, 5:7].max() < 0.5 < masked["visibility"][0, 2:4].min()
+
+
+@pytest.mark.skipif(not (PACKAGE / "weights" / "default.safetensors").exists(), reason="default model not packaged")
+def test_shipped_default_loads_predicts_the_examples_and_records_its_contract():
+    from orsanet import Recognizer
+    from orsanet.checkpoint import read_metadata
+
+    metadata = read_metadata("default")
+    contract = metadata.contract.to_dict()
+    assert contract["input_size"] == metadata.config.input_size and contract["color"] in ("gray", "rgb")
+    assert {"mean", "std", "interpolation", "framing"} <= set(contract)
+    assert metadata.label_names[:2] == ["neutral", "happiness"] and len(metadata.label_names) == 8
+    recognizer = Recognizer()
+    for name in ("astronaut.jpg", "astronaut_masked.jpg"):
+        faces = recognizer.predict(EXAMPLES / name)
+        assert len(faces) == 1, name  # one face, no false second one from the small-face search
+        face = faces[0]
+        assert face.expression in metadata.label_names and abs(sum(face.probabilities.values()) - 1) < 1e-4
+        assert face.prior_valid
+    assert recognizer.info()["input_contract"] == contract

@@ -21,9 +21,11 @@ Files written by ``export_onnx(model, "out.onnx")``:
   ``parsing``, ``heatmaps``, ``visibility`` and ``face`` logits; the classifier then takes
   ``landmark_prior (B, 16, 28, 28)`` and ``parsing_prior (B, 12, 28, 28)`` (``OcclusionNetPriors.draw``).
 - ``out.int8.onnx`` (``int8=True``): the classifier quantised to int8 by ONNX Runtime's static
-  quantisation (QDQ: int8 per-channel weights, uint8 activations whose ranges are calibrated on
-  generated cartoon faces, ``generated_faces``; ``quantize_int8(..., calibration=crops)`` takes
-  real face crops instead). It reads the float ``out.mesh.onnx`` (the mesh stays float).
+  quantisation (QDQ: int8 per-channel weights, uint8 activations whose ranges, 99.999th
+  percentiles, are calibrated on real faces of a dataset's validation split with
+  ``calibration_data=`` (``dataset_faces``), else on generated cartoon faces, ``generated_faces``;
+  ``quantize_int8(..., calibration=crops)`` takes any face crops). It reads the float
+  ``out.mesh.onnx`` (the mesh stays float).
   Dynamic quantisation was measured too and is not used: with its ``ConvInteger`` kernels the
   (convolutional) default model ran 5x slower than float on the CPU.
 
