@@ -16,28 +16,16 @@ at least ``--min-time`` seconds, after a warm-up; ratios are each model's time o
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from export_speed import timed  # the same timing as the export benchmark (this folder is on sys.path)
 
 PEERS = ["peer:fer-mini-xception", "peer:face-api-expression"]
 
 
-def timed(step, faces: int, min_time: float) -> float:
-    """Median milliseconds per face of ``step()`` over runs lasting at least ``min_time`` seconds in all."""
-    step()
-    times, start = [], time.perf_counter()
-    while len(times) < 3 or time.perf_counter() - start < min_time:
-        begin = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - begin)
-    return 1000 * statistics.median(times) / faces
-
-
-def test_images(data: str, count: int):
+def ferplus_test_images(data: str, count: int):
     from orsanet.data import open_dataset
     from orsanet.engine.evaluate import resolve_split
 
@@ -62,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    images = test_images(args.data, args.faces)
+    images = ferplus_test_images(args.data, args.faces)
     specs = list(args.models)
     with tempfile.TemporaryDirectory() as folder:
         if args.onnx:
