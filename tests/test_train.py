@@ -212,3 +212,21 @@ def test_batchnorm_statistics_freeze_when_told(folder_data, tmp_path, freeze):
     trainer.train_epoch(1)
     moved = any(not torch.equal(b, m.running_mean) for b, m in zip(before, norms))
     assert moved == (freeze is None)
+
+
+def test_a_resumed_run_follows_its_changed_schedule_at_once(folder_data, tmp_path):
+    import math
+
+    from orsanet.engine.config import load_config
+    from orsanet.engine.train import Trainer
+
+    base = [f"data.root={folder_data}", "data.kind=folder", "data.valid_split=null", "data.valid_fraction=0.25",
+            "data.num_workers=0", "optim.batch_size=6", "run.threads=1", "run.max_train_batches=1",
+            "run.max_eval_batches=1", "optim.recipe=adamw_cosine", "optim.warmup_epochs=0",
+            f"run.output_dir={tmp_path / 'run'}", *TINY_MODEL]
+    Trainer(load_config(None, base + ["optim.epochs=1", "optim.lr=0.001"])).fit()
+    resumed = Trainer(load_config(None, base + ["optim.epochs=3", "optim.lr=0.002"]), resume=True,
+                      allow_config_change=True)
+    expected = 0.002 * 0.5 * (1 + math.cos(math.pi * 1 / 3))  # epoch 2 of 3 at the new peak rate
+    assert resumed.start_epoch == 2
+    assert all(abs(group["lr"] - expected) < 1e-12 for group in resumed.optimizer.param_groups)

@@ -326,8 +326,14 @@ class Trainer:
         if changed:
             log.warning("resuming with a changed config: %s", "; ".join(changed))
         self.model.load_state_dict(state["model"])
+        configured = list(self.scheduler.base_lrs)  # the rates this (possibly changed) config asks for
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if changed and isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+            # from the next epoch on, the rates follow the changed config's schedule, not the old one's
+            self.scheduler.base_lrs = configured
+            for group, base, factor in zip(self.optimizer.param_groups, configured, self.scheduler.lr_lambdas):
+                group["initial_lr"], group["lr"] = base, base * factor(self.scheduler.last_epoch)
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
