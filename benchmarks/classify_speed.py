@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             from orsanet.export import export_onnx, int8_graph_path
 
             for k, model in enumerate(args.models):
-                graph = export_onnx(model, Path(folder) / f"{Path(model).stem}-{k}.onnx", int8=True,
+                graph = export_onnx(model, Path(folder) / str(k) / f"{Path(model).stem}-onnxruntime.onnx", int8=True,
                                     calibration_data=args.data)
                 specs += [str(graph), str(int8_graph_path(graph))]
         if not args.no_peers:

@@ -206,6 +206,10 @@ def test_the_cascade_looks_again_only_where_the_full_range_detector_proposes(ast
     photo = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
     whole, candidates = face_search.find_faces(detector, photo, min_face=40, proposer=proposer)
     assert len(whole) == 1 and candidates == [] and looked == [1]  # the proposal is the face already found
+    proposed = []
+    monkeypatch.setattr(proposer, "detect", lambda *a, **k: proposed.append(1) or [[]])
+    face_search.find_faces(detector, photo, min_face=1000, proposer=proposer)
+    assert proposed == []  # the whole photo shows every face of 1000 px: nothing to propose
 
 
 def test_predict_finds_a_small_face_and_only_it(tiny_model, astronaut, tmp_path, capsys):

@@ -112,7 +112,7 @@ def find_faces(detector: FaceDetector, pixels: np.ndarray, min_confidence: float
     whole = detector.detect([pixels], min_confidence)[0]
     tiles: list[tuple[int, int, int, bool]] = []  # x, y, side, part of a grid (shares edges with neighbours)
     seen_from = None
-    if proposer is not None:
+    if proposer is not None and SMALLEST_FACE_SHARE * long_side > min_face:  # else the whole photo was enough
         seen_from = PROPOSER_SHARE * long_side
         proposals = [d for d in proposer.detect([pixels], PROPOSAL_SCORE)[0]
                      if max(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min(seen_from, min_face)]
