@@ -86,7 +86,7 @@ def main() -> None:
             cells = []
             for search_name, search in searches.items():
                 seconds, (whole, candidates) = timed(lambda px: search(px, min(40, size)), pixels)
-                kept = [p for p in presences(mesh, pixels, whole + candidates)]
+                kept = presences(mesh, pixels, whole + candidates)
                 found_count[search_name] += bool(whole) or any(p >= 0.4 for p in kept[len(whole):])
                 cells.append(f"{search_name}: whole {'yes' if whole else 'no ':3s} search "
                              f"{'yes' if candidates else 'no ':3s} {kept} {1000 * seconds:4.0f} ms")

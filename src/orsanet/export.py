@@ -220,8 +220,8 @@ def export_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, *, o
     Writes ``out_path`` (the classifier), for a mesh-prior model also ``mesh_graph_path(out_path)``
     (the face-mesh network), and with ``int8`` also ``int8_graph_path(out_path)``, calibrated on
     ``calibration_count`` faces of the dataset at ``calibration_data`` (its validation split) when given,
-    else on generated faces (see the module docstring for their inputs, outputs and metadata). ``dynamic_batch``: the batch axis of every
-    graph is free (else the graphs take one face at a time)."""
+    else on generated faces (see the module docstring for their inputs, outputs and metadata).
+    ``dynamic_batch``: the batch axis of every graph is free (else the graphs take one face at a time)."""
     import orsanet
     from orsanet.checkpoint import load_model, resolve_model_path
 
@@ -390,13 +390,13 @@ def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike | N
                   source: str | None = None, method: str = "percentile", op_types: list[str] | None = None) -> Path:
     """Static int8 quantisation (onnxruntime.quantization, QDQ format: int8 per-channel weights,
     uint8 activations) of an exported classifier graph, written to ``int8_graph_path(float_path)``
-    unless ``out_path`` is given. Activation ranges are calibrated (min-max) on ``calibration``
+    unless ``out_path`` is given. Activation ranges are calibrated on ``calibration``
     face pixels ``(N, 3, S, S)`` in [0, 1] when given (their priors measured with the model's backend;
     ``source`` says where they come from), else on ``count`` generated cartoon faces (``generated_faces``).
     ``method``: ``percentile`` (99.999 %, the default: 99.6 % top-1 agreement with the float default
     model on FERPlus test, calibrated on FERPlus Valid, against 99.3 % with ``minmax``) or ``minmax``
-    activation ranges; ``op_types``: the operator
-    types to quantise (default: all that ONNX Runtime can). The metadata is carried over
+    activation ranges; ``op_types``: the operator types to quantise (default: all that ONNX Runtime
+    can). The metadata is carried over
     (``quantization`` says how; ``mesh_graph`` still names the float mesh graph)."""
     import logging
     import tempfile

@@ -1,8 +1,8 @@
 """Faces in a photo, framed the way the model's training faces were.
 
 ``FaceFinder`` runs the face detector on the whole photo and, for faces too small for it, on tiles
-around the faces the full-range detector proposes or on grids of tiles (``orsanet.priors.face_search``). Each face's detector box becomes the square the
-input contract's framing says (``InputContract.frame``), cut out and resized into the model's
+around the faces the full-range detector proposes or on grids of tiles (``orsanet.priors.face_search``).
+Each face's detector box becomes the square the input contract's framing says (``InputContract.frame``), cut out and resized into the model's
 pixels (``InputContract.cut``): the same ``(3, S, S)`` crop a dataset face gives.
 """
 

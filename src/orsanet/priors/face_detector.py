@@ -267,11 +267,13 @@ class FaceDetector(nn.Module):
     """Batched BlazeFace detection on images of any size (letterboxed to ``input_size`` px: 128)."""
 
     input_size = INPUT_SIZE
+    network = BlazeFaceNet  # what a subclass changes: the network, its anchors, its input size
+    anchor_centers = staticmethod(ssd_anchor_centers)
 
     def __init__(self, weights: Path | str | None = DETECTOR_WEIGHTS):
         super().__init__()
-        self.net = BlazeFaceNet()
-        self.register_buffer("anchors", ssd_anchor_centers(), persistent=False)
+        self.net = self.network()
+        self.register_buffer("anchors", self.anchor_centers(), persistent=False)
         if weights is not None:
             load_converted(self.net, Path(weights))
         self.net.to(memory_format=torch.channels_last)  # depthwise convolutions run ~1.6x faster on CPU

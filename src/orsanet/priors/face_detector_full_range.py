@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .face_detector import (WEIGHTS_DIR, ConvAct, Detection, FaceDetector, load_converted)
+from .face_detector import (WEIGHTS_DIR, ConvAct, Detection, FaceDetector)
 
 FULL_RANGE_WEIGHTS = WEIGHTS_DIR / "face_detector_full_range.safetensors"
 
@@ -170,15 +170,11 @@ class FullRangeFaceDetector(FaceDetector):
     same :meth:`detect` API as :class:`FaceDetector`, default minimum score 0.6."""
 
     input_size = INPUT_SIZE
+    network = BlazeFaceFullRangeNet
+    anchor_centers = staticmethod(full_range_anchor_centers)
 
     def __init__(self, weights: Path | str | None = FULL_RANGE_WEIGHTS):
-        super().__init__(weights=None)  # sets up the module; the parts below replace the short-range ones
-        self.net = BlazeFaceFullRangeNet()
-        self.register_buffer("anchors", full_range_anchor_centers(), persistent=False)
-        if weights is not None:
-            load_converted(self.net, Path(weights))
-        self.net.to(memory_format=torch.channels_last)  # depthwise convolutions run faster on CPU
-        self.eval()
+        super().__init__(weights)
 
     @torch.no_grad()
     def detect(self, images, min_confidence: float = MIN_SCORE, iou_threshold: float = 0.3,
