@@ -5,6 +5,8 @@
     python benchmarks/predict_speed.py --min-face 1000     # no search for small faces
     python benchmarks/predict_speed.py --search tiles      # grids of tiles instead of the cascade
     python benchmarks/predict_speed.py --explain           # with the Grad-CAM pictures need
+    python benchmarks/predict_speed.py --runtime pytorch   # detectors and priors in PyTorch, not ONNX Runtime
+    python benchmarks/predict_speed.py --model model.onnx  # the classifier exported (orsanet export)
     python benchmarks/predict_speed.py --against /tmp/orsanet-old   # side by side with an earlier checkout
 
 Each image is read from disk, its faces detected, framed, the priors measured and the faces
@@ -35,6 +37,8 @@ def measure(args) -> str:
     from orsanet.api import Recognizer
 
     torch.set_num_threads(args.threads)
+    if args.runtime:
+        os.environ["ORSANET_RUNTIME"] = args.runtime  # where the detectors and prior networks run (orsanet.onnx_runtime)
     search = {"search": args.search} if args.search else {}  # an earlier version may not know the option
     recognizer = Recognizer(args.model, min_face=args.min_face, batch_size=args.batch_size, **search)
     paths = args.images * args.repeat
@@ -46,8 +50,9 @@ def measure(args) -> str:
         times.append(time.perf_counter() - start)
         faces = sum(len(result.faces) for result in results)
     median = statistics.median(times)
-    config = recognizer.face_model.model.config
-    return (f"model {args.model} ({config.image_backbone}, {config.input_size} px), {args.threads} threads, "
+    config = recognizer.info()["config"]
+    return (f"model {args.model} ({config['image_backbone']}, {config['input_size']} px), {args.threads} threads, "
+            f"runtime {args.runtime or os.environ.get('ORSANET_RUNTIME', 'default')}, "
             f"min face {args.min_face:g} px, search {args.search or 'default'}{', explained' if args.explain else ''}: "
             f"{faces} faces in {len(paths)} images per pass, {median:.2f} s -> {faces / median:.1f} faces/s "
             f"({1000 * median / faces:.0f} ms per face, end to end), "
@@ -62,7 +67,8 @@ def compare(args) -> None:
     """This version and ``args.against``'s, in turns, each in its own process."""
     ours = [sys.executable, __file__, "--model", args.model, "--repeat", str(args.repeat), "--runs", str(args.runs),
             "--threads", str(args.threads), "--min-face", str(args.min_face)] + (["--search", args.search]
-                                                                                 if args.search else [])
+                                                                                 if args.search else []) + (
+        ["--runtime", args.runtime] if args.runtime else [])
     theirs = [sys.executable, str(Path(args.against) / "benchmarks" / "predict_speed.py"), "--model", args.model,
               "--repeat", str(args.repeat), "--runs", str(args.runs), "--threads", str(args.threads),
               "--min-face", str(args.min_face)]
@@ -90,6 +96,8 @@ def main() -> None:
     parser.add_argument("--min-face", type=float, default=40,
                         help="as 'orsanet predict --min-face' (the search for small faces costs time)")
     parser.add_argument("--search", choices=("cascade", "tiles"), help="as 'orsanet predict --search' (this version)")
+    parser.add_argument("--runtime", choices=("auto", "pytorch", "onnxruntime"),
+                        help="where the detectors and prior networks run on the CPU (this version; default: auto)")
     parser.add_argument("--explain", action="store_true", help="also compute Grad-CAM, as --save-vis does")
     parser.add_argument("--against", metavar="DIR", help="an earlier orsanet checkout to measure in turns with this one")
     parser.add_argument("--turns", type=int, default=3, help="with --against: turns of each version")

@@ -1,7 +1,7 @@
 """Put a trained run's best model into the package as ``orsanet/weights/default.safetensors``.
 
     python scripts/package_default_model.py RUN_DIR [--eval-report REPORT.json ...] [--earlier-run DIR]
-        [--prior-run runs/occlusion-priors --prior-minutes M]
+        [--earlier-model MODEL] [--prior-run runs/occlusion-priors --prior-minutes M]
 
 The weights are copied unchanged; the metadata gains what a user of the packaged model needs:
 grey input (FERPlus faces are grey), the run's validation and test figures, the evaluation
@@ -28,6 +28,9 @@ def main() -> None:
                         help="JSON written by 'orsanet eval ... --json' (repeat for a --flip report)")
     parser.add_argument("--earlier-run", type=Path, action="append", default=[],
                         help="a run this one started from (model.init): its training time is added")
+    parser.add_argument("--earlier-model", action="append", default=[],
+                        help="a model file this run started from (model.init, e.g. the previous default): "
+                             "the training time its metadata records is added")
     parser.add_argument("--prior-run", type=Path, default=None,
                         help="the occlusion-prior network's run (orsanet train-priors): its weights are shipped "
                              "next to the model, its measured figures and minutes recorded")
@@ -55,10 +58,14 @@ def main() -> None:
             for area, figures in report.get("occlusion", {}).items()}
     earlier = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
                for run in args.earlier_run]
-    minutes = history[-1].get("minutes", 0.0) + sum(rows[-1].get("minutes", 0.0) for rows in earlier)
+    started_from = [read_metadata(path).provenance for path in args.earlier_model]
+    minutes = (history[-1].get("minutes", 0.0) + sum(rows[-1].get("minutes", 0.0) for rows in earlier)
+               + sum(p.get("training_minutes", 0.0) for p in started_from))
     provenance = {**metadata.provenance, "training_minutes": round(minutes, 2),
-                  "epochs_run": len(history) + sum(len(rows) for rows in earlier),
-                  "runs": [run.name for run in args.earlier_run] + [args.run_dir.name]}
+                  "epochs_run": (len(history) + sum(len(rows) for rows in earlier)
+                                 + sum(p.get("epochs_run", 0) for p in started_from)),
+                  "runs": ([run for p in started_from for run in p.get("runs", [])]
+                           + [run.name for run in args.earlier_run] + [args.run_dir.name])}
     if args.prior_run is not None:
         import hashlib
         import shutil

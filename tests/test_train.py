@@ -175,10 +175,20 @@ def test_init_from_a_backbone_trained_alone_keeps_it_and_leaves_the_prior_branch
     wider = ORSANet(ORSANetConfig(**{**settings, "dim": 48}))
     with pytest.raises(CheckpointError, match="alone.safetensors: shape mismatch"):
         initialise_from(wider, path, list(CLASSES))
-    # the other way round: a full model does not fit a backbone-only model (unexpected keys)
+    # the other way round: a backbone-only model takes a full model's backbone and head
     full_path = save_model(tmp_path / "full.safetensors", full, list(CLASSES))
-    with pytest.raises(CheckpointError, match="full.safetensors: .* unexpected keys"):
-        initialise_from(ORSANet(ORSANetConfig(**settings, use_ssgm=False, use_mcm=False)), full_path, list(CLASSES))
+    backbone_only = ORSANet(ORSANetConfig(**settings, use_ssgm=False, use_mcm=False))
+    initialise_from(backbone_only, full_path, list(CLASSES))
+    assert torch.equal(backbone_only.head.weight, full.head.weight)
+    # other prior sources: their encoders start fresh, SSGM and MCM carry over
+    other = ORSANet(ORSANetConfig(**{**settings, "landmark_source": "occlusion_net_heatmaps",
+                                     "parsing_source": "occlusion_net_parsing"}))
+    fresh_encoder = {k: v.clone() for k, v in other.parsing_source.state_dict().items()}
+    initialise_from(other, full_path, list(CLASSES))
+    assert all(torch.equal(other.parsing_source.state_dict()[k], v) for k, v in fresh_encoder.items())
+    assert all(torch.equal(other.ssgm.state_dict()[k], v) for k, v in full.ssgm.state_dict().items())
+    assert all(torch.equal(other.mcm.state_dict()[k], v) for k, v in full.mcm.state_dict().items())
+    assert all(torch.equal(other.image_backbone.state_dict()[k], v) for k, v in full.image_backbone.state_dict().items())
 
 
 @pytest.mark.slow

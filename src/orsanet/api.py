@@ -94,35 +94,37 @@ class Recognizer:
         from orsanet.data.base import UNREADABLE
 
         reading_errors = (*UNREADABLE, av.error.FFmpegError)
-        pending: list[tuple[str, int | None, Image.Image]] = []
+        pending: list[tuple[str, int | None, Image.Image, list]] = []
 
         def flush():
-            faces = self.pipeline([image for _, _, image in pending], explain=explain)
-            for (file, frame, image), found in zip(pending, faces):
+            faces = self.pipeline([image for _, _, image, _ in pending], explain=explain,
+                                  found=[found for _, _, _, found in pending])
+            for (file, frame, image, _), found in zip(pending, faces):
                 yield ImageResult(file, frame, found, None if found else "no face found"), image
             pending.clear()
 
         def frames_of(files: list[Path]):
-            """``(file, frame index, image, None)`` per picture, or ``(file, None, None, message)`` when a
-            file cannot be read (the frames read before a broken one are kept)."""
+            """``(file, frame index, image, faces found, None)`` per picture, or ``(file, None, None,
+            None, message)`` when a file cannot be read (the frames read before a broken one are kept)."""
             for path in tqdm(files, desc="predict", disable=not progress, dynamic_ncols=True):
                 try:
                     for frame, image in read_frames(path, every):
-                        yield str(path), frame, image, None
+                        yield str(path), frame, image, self.finder(image), None
                 except reading_errors as error:
                     message = str(error).splitlines()[0] if str(error) else type(error).__name__
-                    yield str(path), None, None, message
+                    yield str(path), None, None, None, message
 
         rank, world = shard
         files = list(expand_inputs(paths, exclude))[rank::world]
-        # Decoding runs a batch ahead in a thread, overlapping the batch being classified.
-        for file, frame, image, error in read_ahead(frames_of(files), 2 * self.batch_size):
+        # Decoding and face detection run a batch ahead in a thread, overlapping the batch being
+        # classified (decoders, PyTorch and ONNX Runtime release the GIL): on two cores, two stages.
+        for file, frame, image, found, error in read_ahead(frames_of(files), 2 * self.batch_size):
             if error is not None:
                 log.warning("%s: cannot read (%s)", file, error)
                 yield from flush()
                 yield ImageResult(file, error=f"unreadable: {error}"), None
                 continue
-            pending.append((file, frame, image))
+            pending.append((file, frame, image, found))
             if len(pending) >= self.batch_size:
                 yield from flush()
         if pending:

@@ -557,17 +557,10 @@ def generated_faces(contract: InputContract, count: int = 32, seed: int = 0
 
 # ------------------------------------------------------------------------------------- runtime
 def _session(path: Path, threads: int | None):
-    import onnxruntime as ort
+    from orsanet.onnx_runtime import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Idle worker threads sleep instead of spinning: between runs the same cores do orsanet's
-    # (PyTorch) crops and prior drawing, which spinning workers would slow down.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return open_session(path, threads)
     except Exception as error:  # noqa: BLE001
         raise ExportError(f"{path}: cannot open the ONNX graph ({error})") from None
 
@@ -614,7 +607,7 @@ class OnnxMeshPriors(MeshPriors):
         super().__init__("cpu", refine=prior["refine"], presence_threshold=prior["presence_threshold"],
                          size=prior["prior_size"])
         with torch.random.fork_rng(devices=[]):
-            mesh = FaceMesh(weights=None, padding_mode=prior.get("padding_mode", "border"))
+            mesh = FaceMesh(weights=None, padding_mode=prior.get("padding_mode", "border"), runtime="pytorch")
         mesh.net = _OrtMeshNet(session, values.get("dynamic_batch", True))
         mesh.flip_permutation.copy_(torch.tensor(values["flip_permutation"]))
         self._mesh = mesh
@@ -646,7 +639,7 @@ class OnnxOcclusionPriors(OcclusionNetPriors):
     """``OcclusionNetPriors`` whose network is the exported prior graph (drawing: orsanet's code)."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        super().__init__("cpu")
+        super().__init__("cpu", runtime="pytorch")  # its network is already the graph below
         session = _session(Path(path), threads)
         values = _decode(session.get_modelmeta().custom_metadata_map, Path(path))
         prior = values.get("prior") or {}

@@ -45,6 +45,7 @@ class OptimConfig:
     gamma: float = 0.98  # ExponentialLR, per epoch (official)
     warmup_epochs: int = 0  # linear warm-up for adamw_cosine
     pretrained_lr_scale: float = 1.0  # adamw_cosine: lr factor of a pretrained image trunk (model.pretrained_backbone)
+    init_lr_scale: float = 1.0  # adamw_cosine: lr factor of the weights model.init loaded (fresh ones: 1)
     # Batch-norm running statistics stop updating after this many epochs (0: from the start, for a model
     # that starts from ``model.init``); the layers' scales and shifts still learn. None: they never stop.
     freeze_batchnorm_after: int | None = None
@@ -122,7 +123,7 @@ class ConfigError(ValueError):
 POSITIVE = {"optim.lr", "optim.batch_size", "optim.epochs", "optim.gamma", "loss.smoothing_weight",
             "model.dim", "model.num_heads", "model.input_size", "model.num_classes", "model.mlp_ratio",
             "run.max_train_batches", "run.max_eval_batches", "run.threads", "run.max_minutes"}
-NON_NEGATIVE = {"optim.weight_decay", "optim.sam_rho", "optim.warmup_epochs", "optim.freeze_batchnorm_after",
+NON_NEGATIVE = {"optim.weight_decay", "optim.sam_rho", "optim.pretrained_lr_scale", "optim.init_lr_scale", "optim.warmup_epochs", "optim.freeze_batchnorm_after",
                 "loss.warmup_epochs", "loss.smoothing",
                 "loss.dare_weight", "data.num_workers", "data.valid_fraction", "augment.erasing_p",
                 "augment.rotation", "augment.shift", "augment.prior_dropout", "augment.occlusion_p", "model.drop_path"}

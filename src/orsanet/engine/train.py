@@ -167,20 +167,21 @@ def _labels_of(dataset: Dataset) -> list[int]:
     return hard_labels(dataset)
 
 
-def build_optimizer(model: torch.nn.Module, config: TrainConfig):
-    """(optimizer, per-epoch scheduler, uses_sam) for the configured recipe."""
+def build_optimizer(model: torch.nn.Module, config: TrainConfig, lr_scales: dict[str, float] | None = None):
+    """(optimizer, per-epoch scheduler, uses_sam) for the configured recipe.
+
+    ``lr_scales``: parameter name -> factor of ``optim.lr`` under ``adamw_cosine`` (trained weights
+    move more slowly than the layers that start fresh); absent names learn at the full rate.
+    """
     optim = config.optim
     params = [p for p in model.parameters() if p.requires_grad]
     if optim.recipe == "official":
         optimizer = SAM(params, torch.optim.Adam, rho=optim.sam_rho, lr=optim.lr, weight_decay=optim.weight_decay)
         return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=optim.gamma), True
-    trunk = getattr(getattr(model, "image_backbone", None), "trunk", None)
-    if config.model.get("pretrained_backbone") and trunk is not None and optim.pretrained_lr_scale != 1.0:
-        # A pretrained trunk moves more slowly than the layers that start fresh (its batch norms are
-        # folded away, so full-rate steps wreck it within an epoch).
-        pretrained = {id(p) for p in trunk.parameters()}
-        params = [{"params": [p for p in params if id(p) in pretrained], "lr": optim.lr * optim.pretrained_lr_scale},
-                  {"params": [p for p in params if id(p) not in pretrained]}]
+    scale_of = {id(p): (lr_scales or {}).get(name, 1.0) for name, p in model.named_parameters()}
+    if any(scale != 1.0 for scale in scale_of.values()):
+        params = [{"params": [p for p in params if scale_of[id(p)] == scale], "lr": optim.lr * scale}
+                  for scale in sorted({scale_of[id(p)] for p in params})]
     optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
     warmup, total = optim.warmup_epochs, optim.epochs
 
@@ -193,18 +194,29 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor), False
 
 
-def initialise_from(model: torch.nn.Module, path: str | Path, label_names: list[str]) -> None:
-    """Load a model file's weights into ``model``: the same architecture, or one without the prior
-    branches (a backbone trained alone), whose SSGM/MCM then start fresh."""
+def initialise_from(model: torch.nn.Module, path: str | Path, label_names: list[str]) -> list[str]:
+    """Load a model file's weights into ``model``; its prior branches may differ. Returns the keys left fresh.
+
+    A branch of ``PRIOR_BRANCHES`` that the file lacks (a backbone trained alone), that ``model``
+    lacks (a backbone-only model from a full one), or whose tensors do not fit (other prior
+    sources, e.g. mesh maps replaced by the occlusion-aware network's) starts fresh; everything
+    else must fit exactly.
+    """
     source = load_model(path)
     if list(source.label_names) != list(label_names):
         raise ConfigError(f"model.init: {path}: labels {source.label_names} differ from the data's {label_names}")
-    fresh = load_weights(model, source.state_dict(), str(path), fresh=PRIOR_BRANCHES)
-    if fresh:
-        log.info("initialised from %s; its model has no %s, which start fresh (%d tensors)", path,
-                 "/".join(sorted({key.split('.')[0] for key in fresh})), len(fresh))
+    state, target = source.state_dict(), model.state_dict()
+    misfits = sorted({branch for key, value in state.items() for branch in PRIOR_BRANCHES if key.startswith(branch)
+                      and (key not in target or tuple(target[key].shape) != tuple(value.shape))})
+    fresh = load_weights(model, state, str(path), fresh=PRIOR_BRANCHES, ignore=misfits)
+    if fresh or misfits:
+        log.info("initialised from %s; %s start fresh (%d tensors)%s", path,
+                 "/".join(sorted({key.split('.')[0] for key in fresh})) or "no branches", len(fresh),
+                 f"; its {'/'.join(branch.rstrip('.') for branch in misfits)} did not fit and were dropped"
+                 if misfits else "")
     else:
         log.info("initialised from %s", path)
+    return fresh
 
 
 class Trainer:
@@ -233,14 +245,21 @@ class Trainer:
         log.info("input contract: %s", self.contract.to_dict())
         self.label_names = list(_base(self.train_set).label_names)
         self.model = ORSANet(model_config(config.model, len(self.label_names)), self.label_names)
+        lr_scales: dict[str, float] = {}  # parameters that start from trained weights learn more slowly
         if config.model.get("pretrained_backbone"):
             load_pretrained = getattr(self.model.image_backbone, "load_pretrained", None)
             if load_pretrained is None:
                 raise ConfigError(f"model.pretrained_backbone: {config.model.get('image_backbone')} ships no weights")
             load_pretrained()
             log.info("image backbone starts from its face-recognition weights")
+            # its batch norms are folded away, so full-rate steps wreck it within an epoch
+            for name, _ in getattr(self.model.image_backbone, "trunk", torch.nn.Module()).named_parameters():
+                lr_scales[f"image_backbone.trunk.{name}"] = config.optim.pretrained_lr_scale
         if config.model.get("init"):
-            initialise_from(self.model, config.model["init"], self.label_names)
+            fresh = set(initialise_from(self.model, config.model["init"], self.label_names))
+            for name, _ in self.model.named_parameters():
+                if name not in fresh:
+                    lr_scales[name] = lr_scales.get(name, 1.0) * config.optim.init_lr_scale
         self.model.to(self.device)
         if run.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -250,7 +269,7 @@ class Trainer:
         self.augment = self._batch_augment() if batch_level else None
         self.objective = ORSANetObjective(config.loss.dare_weight, config.loss.smoothing_weight, config.loss.smoothing,
                                           config.loss.warmup_epochs, config.loss.dare_form, config.loss.use_dare)
-        self.optimizer, self.scheduler, self.uses_sam = build_optimizer(self.model, config)
+        self.optimizer, self.scheduler, self.uses_sam = build_optimizer(self.model, config, lr_scales)
         self.amp_dtype = None
         if run.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -40,9 +40,12 @@ class FacePipeline:
                           self.face.contract.frame(box), False) for box in boxes]
 
     @torch.no_grad()
-    def __call__(self, photos: list[Image.Image], explain: bool = False,
-                 boxes: list[list] | None = None) -> list[list[Face]]:
-        found = [self.given_faces(b) for b in boxes] if boxes is not None else [self.finder(p) for p in photos]
+    def __call__(self, photos: list[Image.Image], explain: bool = False, boxes: list[list] | None = None,
+                 found: list[list[FoundFace]] | None = None) -> list[list[Face]]:
+        """The faces of ``photos``; ``boxes``: known face boxes per photo (no detection); ``found``: the
+        photos' faces as ``self.finder`` found them already (e.g. in a thread ahead of this call)."""
+        if found is None:
+            found = [self.given_faces(b) for b in boxes] if boxes is not None else [self.finder(p) for p in photos]
         owner = [k for k, faces in enumerate(found) for _ in faces]
         faces = [face for per_photo in found for face in per_photo]
         if not faces:

@@ -173,8 +173,8 @@ class FullRangeFaceDetector(FaceDetector):
     network = BlazeFaceFullRangeNet
     anchor_centers = staticmethod(full_range_anchor_centers)
 
-    def __init__(self, weights: Path | str | None = FULL_RANGE_WEIGHTS):
-        super().__init__(weights)
+    def __init__(self, weights: Path | str | None = FULL_RANGE_WEIGHTS, runtime: str | None = None):
+        super().__init__(weights, runtime)
 
     @torch.no_grad()
     def detect(self, images, min_confidence: float = MIN_SCORE, iou_threshold: float = 0.3,

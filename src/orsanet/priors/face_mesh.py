@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from orsanet.onnx_runtime import CpuFastPath
+
 from .face_detector import (WEIGHTS_DIR, BlazeBlock, ConvAct, Detection, FaceDetector, crop_rois,
                             load_converted, to_image_list)
 
@@ -137,8 +139,11 @@ class FaceMesh(nn.Module):
     """The face-mesh network plus cropping, projection and optional re-crop refinement."""
 
     def __init__(self, weights: Path | str | None = LANDMARK_WEIGHTS, padding_mode: str = "border",
-                 batch_size: int = 32):
+                 batch_size: int = 32, runtime: str | None = None):
+        """``runtime``: where the network runs on the CPU (``orsanet.onnx_runtime``): ``auto`` (ONNX
+        Runtime where installed), ``pytorch`` or ``onnxruntime``."""
         super().__init__()
+        self.fast = CpuFastPath("FaceMeshNet", runtime)
         self.net = FaceMeshNet()
         # flip_permutation[i]: index of the mesh point that mirrors point i (an involution).
         self.register_buffer("flip_permutation", torch.arange(NUM_POINTS), persistent=False)
@@ -157,7 +162,7 @@ class FaceMesh(nn.Module):
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Crops ``(B, 3, 192, 192)`` in [0, 1] -> points ``(B, 468, 3)`` in crop pixels and
         presence probabilities ``(B,)``."""
-        points, logits = self.net(crops.contiguous(memory_format=torch.channels_last))
+        points, logits = self.fast(self.net, crops.contiguous(memory_format=torch.channels_last))
         return points, torch.sigmoid(logits)
 
     @torch.no_grad()

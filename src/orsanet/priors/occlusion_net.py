@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from orsanet.models.mesh_priors import LANDMARK_GROUPS
+from orsanet.onnx_runtime import CpuFastPath
 from orsanet.priors.face_priors import PRIOR_SIZE, Geometry, PriorBackend
 from orsanet.priors.parsing_map import NUM_CLASSES as MESH_CLASSES
 
@@ -62,7 +63,10 @@ class OcclusionPriorNet(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         grey = pixels.float().mean(1, keepdim=True)
-        x = F.interpolate(grey, size=(NET_SIZE, NET_SIZE), mode="bilinear", align_corners=False, antialias=True)
+        x = grey
+        if tuple(grey.shape[-2:]) != (NET_SIZE, NET_SIZE):  # (the identity at this size; it also keeps ONNX away
+            # from the antialiased resize, which its opset 17 lacks)
+            x = F.interpolate(grey, size=(NET_SIZE, NET_SIZE), mode="bilinear", align_corners=False, antialias=True)
         x = (x - 0.5) / 0.25
         f1 = self.down1(x)
         f2 = self.down2(f1)
@@ -108,9 +112,12 @@ class OcclusionNetPriors(PriorBackend):
     version = 1
     live = True
 
-    def __init__(self, device: torch.device | str = "cpu", weights: str | Path | None = None) -> None:
-        """``weights``: the network's file; by default ``$ORSANET_OCCLUSION_PRIORS`` or the shipped one."""
+    def __init__(self, device: torch.device | str = "cpu", weights: str | Path | None = None,
+                 runtime: str | None = None) -> None:
+        """``weights``: the network's file; by default ``$ORSANET_OCCLUSION_PRIORS`` or the shipped one.
+        ``runtime``: where it runs on the CPU (``orsanet.onnx_runtime``): ``auto``, ``pytorch``, ``onnxruntime``."""
         self.device = torch.device(device)
+        self.fast = CpuFastPath("OcclusionPriorNet", runtime)
         self.weights = Path(weights or os.environ.get("ORSANET_OCCLUSION_PRIORS") or DEFAULT_WEIGHTS)
         self._net: OcclusionPriorNet | None = None
         self._fingerprint: str | None = None
@@ -138,7 +145,7 @@ class OcclusionNetPriors(PriorBackend):
 
     @torch.no_grad()
     def measure(self, pixels: torch.Tensor) -> Geometry:
-        out = self.net(pixels.to(self.device))
+        out = self.fast(self.net, pixels.to(self.device))
         geometry = {"parsing": out["parsing"].softmax(1), "heatmaps": out["heatmaps"].sigmoid(),
                     "visibility": out["visibility"].sigmoid(), "face": out["face"].sigmoid()}
         return {key: value.to(pixels.device) for key, value in geometry.items()}
