@@ -12,8 +12,9 @@
    ``orsanet/inference/framing.py`` must sit above these and below the presences of part 1.
 3. Time per example photo (512 px) of each search, median of 20 (``--threads``).
 
-The presence is measured as ``orsanet predict`` measures it: the mesh prior backend on the face's
-frame, cut and resized by the default model's input contract.
+The presence is measured as ``orsanet predict`` measures it: the prior backend of ``--model`` (the
+default model's; the face mesh's presence, or the occlusion-aware prior network's face score) on
+the face's frame, cut and resized by that model's input contract.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from PIL import Image
 
 from orsanet.checkpoint import read_metadata
 from orsanet.priors import FaceDetector
-from orsanet.priors.face_priors import MeshPriors
+from orsanet.priors.face_priors import MeshPriors, prior_backend
 from orsanet.priors.face_detector_full_range import FullRangeFaceDetector
 from orsanet.priors.face_search import find_faces
 
@@ -40,7 +41,7 @@ SIZES = (400, 240, 160, 120, 90, 70, 55, 45, 38, 32, 26)
 CONTRACT = read_metadata("default").contract
 
 
-def presences(mesh: MeshPriors, pixels: np.ndarray, detections) -> list[float]:
+def presences(mesh, pixels: np.ndarray, detections) -> list[float]:
     if not detections:
         return []
     photo = Image.fromarray(pixels)
@@ -63,13 +64,20 @@ def main() -> None:
     parser.add_argument("--faceless", type=Path, help="a folder of pictures without faces")
     parser.add_argument("--canvas", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", default="default", help="the model whose prior backend and contract confirm faces")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    detector, proposer, mesh = FaceDetector(), FullRangeFaceDetector(), MeshPriors()
+    global CONTRACT
+    metadata = read_metadata(args.model)
+    CONTRACT = metadata.contract
+    backend = metadata.config.prior_backend  # None: a model without priors; predict confirms with the mesh
+    mesh = prior_backend(backend) if backend else MeshPriors()
+    print(f"presence: {type(mesh).__name__} ({args.model})")
+    detector, proposer = FaceDetector(), FullRangeFaceDetector()
     searches = {"cascade": lambda px, m=40: find_faces(detector, px, min_face=m, proposer=proposer),
                 "tiles": lambda px, m=40: find_faces(detector, px, min_face=m)}
     print(f"face box side (px) on a {args.canvas}-px canvas: per search, found on the whole canvas / found by "
-          "the search (mesh presence of the hits), ms")
+          "the search (presence of the hits), ms")
     found_count = {name: 0 for name in searches}
     for name in ("astronaut.jpg", "astronaut_masked.jpg"):
         photo = np.asarray(Image.open(EXAMPLES / name).convert("RGB"))
@@ -101,7 +109,7 @@ def main() -> None:
             print(f"  {name:22s} {search_name:8s} {1000 * seconds:6.1f} ms, {len(whole)} faces on the whole photo, "
                   f"{len(candidates)} candidates {presences(mesh, pixels, candidates)}")
     if args.faceless:
-        print("false candidates on faceless pictures (mesh presence of each), per search:")
+        print("false candidates on faceless pictures (presence of each), per search:")
         for path in sorted(args.faceless.iterdir()):
             try:
                 pixels = np.asarray(Image.open(path).convert("RGB"))

@@ -2,8 +2,9 @@
 ``OnnxFaceModel`` classifies a photo's face as ``FaceModel`` does.
 
 Tolerances: logits of the graphs on the same inputs agree to 1e-4 (measured at most 1e-6);
-``OnnxFaceModel.logits`` on the example face, with the mesh measured by the exported mesh graph,
-to 1e-3 (measured 8e-6; the mesh points differ by ~1e-5 of the crop). The int8 graph is only asked
+``OnnxFaceModel.logits`` on the example face, with the priors measured by the exported prior graph
+(the default) or mesh graph (a mesh-prior model), to 1e-3 (measured 8e-6 for the mesh; its points
+differ by ~1e-5 of the crop). The int8 graph is only asked
 to keep the example face's top-1 class (on the FERPlus test faces it keeps ~99 %).
 """
 
@@ -22,15 +23,18 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (p
 from orsanet.checkpoint import DEFAULT_MODEL_PATH, load_model, save_model  # noqa: E402
 from orsanet.contract import InputContract  # noqa: E402
 from orsanet.export import (ExportError, OnnxFaceModel, export_onnx, generated_faces, int8_graph_path,  # noqa: E402
-                            mesh_graph_path, read_onnx_metadata)
+                            mesh_graph_path, prior_graph_path, read_onnx_metadata)
 from orsanet.face_model import FaceModel  # noqa: E402
 from orsanet.models import ORSANet, ORSANetConfig  # noqa: E402
+from orsanet.priors.occlusion_net import NUM_CLASSES as NET_CLASSES  # noqa: E402
+from orsanet.priors.occlusion_net import NUM_PARTS  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 needs_default = pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="default model not packaged")
 PAPER_LIKE = dict(num_classes=7, size="small", image_backbone="ir18", landmark_source="mobilefacenet", use_ssgm=False,
                   dim=64, num_heads=4, input_size=112)
 LABELS7 = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
+LABELS8 = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 
 
 def session(path: Path):
@@ -50,9 +54,27 @@ def mesh_inputs(batch: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]
 
 @pytest.fixture(scope="module")
 def default_export(tmp_path_factory) -> Path:
+    """The packaged default (the occlusion-aware prior network's priors): classifier, priors, int8."""
     if not DEFAULT_MODEL_PATH.exists():
         pytest.skip("default model not packaged")
     return export_onnx("default", tmp_path_factory.mktemp("onnx") / "default.onnx", int8=True)
+
+
+@pytest.fixture(scope="module")
+def mesh_model(tmp_path_factory) -> Path:
+    """A compact model with the face mesh's priors (seeded random weights, 56-px grey contract)."""
+    config = ORSANetConfig(num_classes=8, size="tiny", image_backbone="resnet_compact", landmark_source="mesh_heatmaps",
+                           parsing_source="mesh_parsing", dim=32, num_heads=2, input_size=56)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = ORSANet(config, LABELS8)
+    return save_model(tmp_path_factory.mktemp("mesh") / "mesh.safetensors", model, LABELS8,
+                      InputContract(56, color="gray"))
+
+
+@pytest.fixture(scope="module")
+def mesh_export(mesh_model, tmp_path_factory) -> Path:
+    return export_onnx(mesh_model, tmp_path_factory.mktemp("onnx") / "mesh_model.onnx", int8=True)
 
 
 @pytest.fixture(scope="module")
@@ -80,24 +102,41 @@ def example_crop() -> torch.Tensor:
     return finder.pixels(photo, [finder.best_face(photo)])
 
 
+def net_inputs(batch: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random inputs of a classifier with the occlusion-aware prior network's priors."""
+    g = torch.Generator().manual_seed(seed)
+    parsing = torch.rand(batch, NET_CLASSES, 28, 28, generator=g)
+    return {"images": torch.randn(batch, 3, size, size, generator=g),
+            "landmark_prior": torch.rand(batch, 2 * NUM_PARTS, 28, 28, generator=g),
+            "parsing_prior": parsing / parsing.sum(1, keepdim=True)}
+
+
 # ------------------------------------------------------------------------------ the default model
 @needs_default
-def test_default_export_writes_classifier_mesh_and_int8_graphs(default_export):
+def test_default_export_writes_classifier_prior_and_int8_graphs(default_export):
     assert default_export.name == "default.onnx"
-    for path in (default_export, mesh_graph_path(default_export), int8_graph_path(default_export)):
+    for path in (default_export, prior_graph_path(default_export), int8_graph_path(default_export)):
         assert path.is_file() and path.stat().st_size > 0
         onnx.checker.check_model(str(path))
-    names = [i.name for i in session(default_export).get_inputs()]
-    assert names == ["images", "landmark_prior", "parsing_prior"]
+    assert [i.name for i in session(default_export).get_inputs()] == ["images", "landmark_prior", "parsing_prior"]
     assert [o.name for o in session(default_export).get_outputs()] == ["logits"]
-    assert [i.name for i in session(mesh_graph_path(default_export)).get_inputs()] == ["crops"]
+    assert [i.name for i in session(prior_graph_path(default_export)).get_inputs()] == ["pixels"]
+    assert not mesh_graph_path(default_export).exists()
+
+
+def test_mesh_model_export_writes_classifier_mesh_and_int8_graphs(mesh_export):
+    for path in (mesh_export, mesh_graph_path(mesh_export), int8_graph_path(mesh_export)):
+        assert path.is_file() and path.stat().st_size > 0
+        onnx.checker.check_model(str(path))
+    assert [i.name for i in session(mesh_export).get_inputs()] == ["images", "landmark_prior", "parsing_prior"]
+    assert [i.name for i in session(mesh_graph_path(mesh_export)).get_inputs()] == ["crops"]
 
 
 @needs_default
 @pytest.mark.parametrize("batch", [1, 5])
 def test_default_graph_matches_pytorch_at_any_batch(default_export, batch):
     model = load_model("default")
-    inputs = mesh_inputs(batch, model.config.input_size, seed=batch)
+    inputs = net_inputs(batch, model.config.input_size, seed=batch)
     with torch.no_grad():
         expected = model(**inputs).logits
     (logits,) = session(default_export).run(None, {k: v.numpy() for k, v in inputs.items()})
@@ -105,9 +144,18 @@ def test_default_graph_matches_pytorch_at_any_batch(default_export, batch):
     torch.testing.assert_close(torch.from_numpy(logits), expected, atol=1e-4, rtol=0)
 
 
-@needs_default
 @pytest.mark.parametrize("batch", [1, 5])
-def test_mesh_graph_matches_the_mesh_network(default_export, batch):
+def test_mesh_model_graph_matches_pytorch_at_any_batch(mesh_model, mesh_export, batch):
+    model = load_model(mesh_model)
+    inputs = mesh_inputs(batch, model.config.input_size, seed=batch)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    (logits,) = session(mesh_export).run(None, {k: v.numpy() for k, v in inputs.items()})
+    torch.testing.assert_close(torch.from_numpy(logits), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_mesh_graph_matches_the_mesh_network(mesh_export, batch):
     from orsanet.priors.face_mesh import FaceMesh
 
     with torch.random.fork_rng(devices=[]):
@@ -115,30 +163,28 @@ def test_mesh_graph_matches_the_mesh_network(default_export, batch):
     crops = torch.rand(batch, 3, 192, 192, generator=torch.Generator().manual_seed(batch))
     with torch.no_grad():
         points, logits = net(crops)
-    got_points, got_logits = session(mesh_graph_path(default_export)).run(None, {"crops": crops.numpy()})
+    got_points, got_logits = session(mesh_graph_path(mesh_export)).run(None, {"crops": crops.numpy()})
     assert got_points.shape == (batch, 468, 3) and got_logits.shape == (batch,)
     torch.testing.assert_close(torch.from_numpy(got_points), points, atol=1e-3, rtol=1e-5)  # points in 192-px units
     torch.testing.assert_close(torch.from_numpy(got_logits), logits, atol=1e-4, rtol=0)
 
 
 @needs_default
-def test_metadata_round_trips_labels_contract_and_inputs(default_export):
+def test_metadata_round_trips_labels_contract_and_inputs(default_export, mesh_model, mesh_export):
     model = load_model("default")
     values = read_onnx_metadata(default_export)
     assert values["label_names"] == model.label_names
     assert InputContract.from_dict(values["preprocessing"]) == model.contract
     assert ORSANetConfig.from_dict(values["config"]) == model.config
-    assert values["prior_backend"] == "mesh" and values["mesh_graph"] == "default.mesh.onnx"
+    assert values["prior_backend"] == "occlusion_net" and values["prior_graph"] == "default.priors.onnx"
     assert [(i["name"], i["shape"]) for i in values["inputs"]] == [
-        ("images", ["batch", 3, 56, 56]), ("landmark_prior", ["batch", 468, 3]),
-        ("parsing_prior", ["batch", 11, 28, 28])]
-    assert values["outputs"][0]["shape"] == ["batch", 8]
-    # stored as plain JSON strings in metadata_props, readable without orsanet
-    props = {p.key: p.value for p in onnx.load(str(default_export)).metadata_props}
-    assert json.loads(props["label_names"]) == model.label_names
-    assert json.loads(props["preprocessing"])["color"] == "gray"
-    mesh = read_onnx_metadata(mesh_graph_path(default_export))
+        ("images", ["batch", 3, 56, 56]), ("landmark_prior", ["batch", 2 * NUM_PARTS, 28, 28]),
+        ("parsing_prior", ["batch", NET_CLASSES, 28, 28])]
+    assert values["outputs"][0]["name"] == "logits" and values["outputs"][0]["shape"] == ["batch", 8]
+    assert values["orsanet_version"] and values["mesh_graph"] is None
+    mesh = read_onnx_metadata(mesh_graph_path(mesh_export))
     assert sorted(mesh["flip_permutation"]) == list(range(468)) and mesh["prior"]["backend"] == "mesh"
+    assert read_onnx_metadata(mesh_export)["mesh_graph"] == "mesh_model.mesh.onnx"
     face = OnnxFaceModel(default_export, threads=1)
     assert face.label_names == model.label_names and face.contract == model.contract
 
@@ -149,25 +195,35 @@ def test_onnx_face_model_matches_face_model_on_the_example_face(default_export, 
     reference = FaceModel.load("default")
     face = OnnxFaceModel(default_export, threads=1)
     geometry = face.measure(example_crop)
-    torch.testing.assert_close(geometry["points"], reference.measure(example_crop)["points"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(geometry["parsing"], reference.measure(example_crop)["parsing"], atol=1e-4, rtol=0)
     expected = reference.logits(example_crop, flip=flip)
     got = face.logits(example_crop, flip=flip)
     assert got.shape == (1, 8)
     torch.testing.assert_close(got, expected, atol=1e-3, rtol=0)
     assert face.label_names[int(got.argmax())] == "happiness"  # the astronaut smiles
-    # cached geometry, several faces at once
+    # given geometry, several faces at once
     batch = example_crop.expand(3, -1, -1, -1)
-    cached = {k: v.expand(3, *v.shape[1:]) for k, v in geometry.items()}
-    torch.testing.assert_close(face.logits(batch, cached, flip=flip), expected.expand(3, -1), atol=1e-3, rtol=0)
+    given = {k: v.expand(3, *v.shape[1:]) for k, v in geometry.items()}
+    torch.testing.assert_close(face.logits(batch, given, flip=flip), expected.expand(3, -1), atol=1e-3, rtol=0)
+
+
+def test_onnx_face_model_with_mesh_priors_matches_face_model(mesh_model, mesh_export, example_crop):
+    reference = FaceModel.load(mesh_model)
+    face = OnnxFaceModel(mesh_export, threads=1)
+    geometry = face.measure(example_crop)
+    torch.testing.assert_close(geometry["points"], reference.measure(example_crop)["points"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(face.logits(example_crop, flip=True), reference.logits(example_crop, flip=True),
+                               atol=1e-3, rtol=0)
+    assert OnnxFaceModel(int8_graph_path(mesh_export), threads=1).priors.mesh_path == mesh_graph_path(mesh_export)
 
 
 @needs_default
 def test_int8_graph_keeps_the_top1_class_of_the_example_face(default_export, example_crop):
     float_face = OnnxFaceModel(default_export, threads=1)
     int8_face = OnnxFaceModel(int8_graph_path(default_export), threads=1)
-    assert int8_face.priors.mesh_path == mesh_graph_path(default_export)  # the int8 classifier reads the float mesh
     values = int8_face.metadata
     assert values["quantization"]["float_graph"] == "default.onnx" and values["label_names"] == float_face.label_names
+    assert int8_face.prior_backend == "occlusion_net"  # the int8 classifier reads the float prior graph
     ops = {node.op_type for node in onnx.load(str(int8_graph_path(default_export))).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     geometry = float_face.measure(example_crop)
@@ -216,11 +272,11 @@ def test_paper_like_metadata(paper_export):
     assert InputContract.from_dict(values["preprocessing"]) == InputContract(112)
 
 
-def test_bad_requests_are_refused(paper_model, default_export, tmp_path):
+def test_bad_requests_are_refused(paper_model, mesh_export, tmp_path):
     with pytest.raises(ExportError, match="opset"):
         export_onnx(paper_model, tmp_path / "old.onnx", opset=13)
     with pytest.raises(ExportError, match="face-mesh graph"):
-        OnnxFaceModel(mesh_graph_path(default_export))
+        OnnxFaceModel(mesh_graph_path(mesh_export))
     with pytest.raises(ExportError, match="no such"):
         OnnxFaceModel(tmp_path / "missing.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")

@@ -252,7 +252,7 @@ def robustness(models: Sequence[str], data_root: str, kind: str = "auto", split:
     metrics = {m.name: {n: ClassificationMetrics(m.label_names) for n in names} for m in harness}
     digests = {s.name: hashlib.sha256() for s in chosen_settings}
     hidden = {s.name: 0.0 for s in chosen_settings}
-    priors = MeshPriors(device)
+    priors = MeshPriors(device, runtime="pytorch")  # the occluders' places do not depend on the runtime
     fitted = 0
     batches = range(0, len(indices), batch_size)
     with tqdm(total=len(batches) * len(names), desc="robustness", unit="batch", disable=not show) as bar:

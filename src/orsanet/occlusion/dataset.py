@@ -77,7 +77,7 @@ def measure_points(images: Sequence[torch.Tensor], priors=None) -> list[torch.Te
     if priors is None:
         from orsanet.priors.face_priors import MeshPriors
 
-        priors = MeshPriors()
+        priors = MeshPriors(runtime="pytorch")  # the occluders' places do not depend on the runtime
     points: list[torch.Tensor | None] = [None] * len(images)
     by_size: dict[tuple[int, int], list[int]] = {}
     for i, image in enumerate(images):
@@ -178,7 +178,7 @@ def occlude_tree(data: str | os.PathLike, out: str | os.PathLike, kind: str, see
     for relative in others:
         (out / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(data / relative, out / relative)
-    priors = MeshPriors(device)
+    priors = MeshPriors(device, runtime="pytorch")  # the occluders' places do not depend on the runtime
     unreadable: list[str] = []
     fitted = occluded = 0
     with ManifestWriter(out / MANIFEST_NAME) as manifest, \

@@ -112,8 +112,11 @@ class MeshPriors(PriorBackend):
     version = 2  # 2: fitted on the contract's crop (S x S pixels), refine 1
 
     def __init__(self, device: torch.device | str = "cpu", refine: int = 1, presence_threshold: float = 0.5,
-                 size: int = PRIOR_SIZE) -> None:
+                 size: int = PRIOR_SIZE, runtime: str | None = None) -> None:
+        """``runtime``: where the mesh network runs on the CPU (``orsanet.onnx_runtime``; None: ``auto``
+        unless ``$ORSANET_RUNTIME`` says otherwise)."""
         self.device, self.refine, self.threshold, self.size = torch.device(device), refine, presence_threshold, size
+        self.runtime = runtime
         self._mesh = None
 
     @property
@@ -125,7 +128,7 @@ class MeshPriors(PriorBackend):
             from orsanet.priors.face_mesh import FaceMesh
 
             with torch.random.fork_rng(devices=[]):
-                self._mesh = FaceMesh().to(self.device)
+                self._mesh = FaceMesh(runtime=self.runtime).to(self.device)
         return self._mesh
 
     def to(self, device: torch.device | str) -> "MeshPriors":

@@ -64,8 +64,8 @@ class OcclusionPriorNet(nn.Module):
     def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         grey = pixels.float().mean(1, keepdim=True)
         x = grey
-        if tuple(grey.shape[-2:]) != (NET_SIZE, NET_SIZE):  # (the identity at this size; it also keeps ONNX away
-            # from the antialiased resize, which its opset 17 lacks)
+        if tuple(grey.shape[-2:]) != (NET_SIZE, NET_SIZE):  # skipped where it is the identity: then the
+            # network also exports to ONNX opset 17, which has no antialiased resize
             x = F.interpolate(grey, size=(NET_SIZE, NET_SIZE), mode="bilinear", align_corners=False, antialias=True)
         x = (x - 0.5) / 0.25
         f1 = self.down1(x)
@@ -160,6 +160,16 @@ class OcclusionNetPriors(PriorBackend):
 
     def face_score(self, geometry: Geometry) -> torch.Tensor:
         return geometry["face"]
+
+    def points(self, geometry: Geometry) -> torch.Tensor:
+        """The 8 part centres ``(B, 8, 2)`` in [0, 1] of the crop (x, y): each part heatmap's centre of
+        mass (its squared values, so the peak counts most); hidden parts too, where the network puts them."""
+        heatmaps = geometry["heatmaps"].float() ** 2  # (B, 8, h, w)
+        h, w = heatmaps.shape[-2:]
+        weights = heatmaps / heatmaps.sum((2, 3), keepdim=True).clamp_min(1e-12)
+        ys = (torch.arange(h, device=heatmaps.device, dtype=torch.float32) + 0.5) / h
+        xs = (torch.arange(w, device=heatmaps.device, dtype=torch.float32) + 0.5) / w
+        return torch.stack([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], -1)
 
     def empty(self, batch: int, device: torch.device | str = "cpu") -> Geometry:
         parsing = torch.zeros(batch, NUM_CLASSES, PRIOR_SIZE, PRIOR_SIZE, device=device)

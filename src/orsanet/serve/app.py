@@ -350,7 +350,7 @@ def create_app(recognizer=None, model: str = "default", device: str = "cpu", **l
     async def predict(file: UploadFile = File(..., description="an image (JPEG, PNG, ...) or a short video"),
                       explain: bool = Query(False, description="add Grad-CAM heatmaps and the parsing prior"),
                       annotated: bool = Query(False, description="add the annotated picture as a PNG data URL"),
-                      landmarks: bool = Query(False, description="add the 468 landmarks of every face"),
+                      landmarks: bool = Query(False, description="add the landmarks of every face (468 mesh points, or the prior network's 8 part centres)"),
                       every: int = Query(10, ge=1, le=1000, description="videos: classify every N-th frame"),
                       *, request: Request) -> dict:
         """Options come as query parameters or as form fields beside ``file`` (``curl -F explain=true``)."""
