@@ -2,6 +2,7 @@
 
     python benchmarks/predict_speed.py                 # the packaged default model, the example photos
     python benchmarks/predict_speed.py --model runs/x/best.safetensors --repeat 20 --threads 2
+    python benchmarks/predict_speed.py --repeat 30      # longer passes: the two-stage pipeline fills once per pass
     python benchmarks/predict_speed.py --min-face 1000     # no search for small faces
     python benchmarks/predict_speed.py --search tiles      # grids of tiles instead of the cascade
     python benchmarks/predict_speed.py --explain           # with the Grad-CAM pictures need
@@ -70,7 +71,7 @@ def compare(args) -> None:
                                                                                  if args.search else []) + (
         ["--runtime", args.runtime] if args.runtime else [])
     theirs = [sys.executable, str(Path(args.against) / "benchmarks" / "predict_speed.py"), "--model", args.model,
-              "--repeat", str(args.repeat), "--runs", str(args.runs), "--threads", str(args.threads),
+              "--repeat", str(args.repeat), "--runs", str(args.runs), "--threads", str(args.their_threads),
               "--min-face", str(args.min_face)]
     env_theirs = {**os.environ, "PYTHONPATH": str(Path(args.against) / "src")}
     figures = {"earlier": [], "this": []}
@@ -91,7 +92,9 @@ def main() -> None:
     parser.add_argument("--images", nargs="+", default=[str(p) for p in sorted(EXAMPLES.glob("*.jpg"))])
     parser.add_argument("--repeat", type=int, default=10, help="each image this many times per pass")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads per stage, as 'orsanet predict --threads' (default 1: detection "
+                             "runs in a thread beside the classification, so the two stages use two cores)")
     parser.add_argument("--batch-size", type=int, default=8, help="images whose faces are classified together")
     parser.add_argument("--min-face", type=float, default=40,
                         help="as 'orsanet predict --min-face' (the search for small faces costs time)")
@@ -101,6 +104,8 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="also compute Grad-CAM, as --save-vis does")
     parser.add_argument("--against", metavar="DIR", help="an earlier orsanet checkout to measure in turns with this one")
     parser.add_argument("--turns", type=int, default=3, help="with --against: turns of each version")
+    parser.add_argument("--their-threads", type=int, default=2,
+                        help="with --against: the earlier version's threads (its predict used every core: 2 here)")
     args = parser.parse_args()
     if args.against:
         compare(args)

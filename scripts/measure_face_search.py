@@ -12,9 +12,10 @@
    ``orsanet/inference/framing.py`` must sit above these and below the presences of part 1.
 3. Time per example photo (512 px) of each search, median of 20 (``--threads``).
 
-The presence is measured as ``orsanet predict`` measures it: the prior backend of ``--model`` (the
-default model's; the face mesh's presence, or the occlusion-aware prior network's face score) on
-the face's frame, cut and resized by that model's input contract.
+The presence is measured as ``orsanet predict`` measures it: the face mesh on the face's frame, cut
+and resized by the default model's input contract. ``--model M`` measures M's prior backend's
+face score instead (the occlusion-aware prior network's is near 1 on faceless textures, which is
+why predict confirms with the mesh).
 """
 
 from __future__ import annotations
@@ -64,15 +65,17 @@ def main() -> None:
     parser.add_argument("--faceless", type=Path, help="a folder of pictures without faces")
     parser.add_argument("--canvas", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--model", default="default", help="the model whose prior backend and contract confirm faces")
+    parser.add_argument("--model", help="measure this model's prior backend's face score (and use its contract)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     global CONTRACT
-    metadata = read_metadata(args.model)
-    CONTRACT = metadata.contract
-    backend = metadata.config.prior_backend  # None: a model without priors; predict confirms with the mesh
-    mesh = prior_backend(backend) if backend else MeshPriors()
-    print(f"presence: {type(mesh).__name__} ({args.model})")
+    mesh = MeshPriors()
+    if args.model:
+        metadata = read_metadata(args.model)
+        CONTRACT = metadata.contract
+        if metadata.config.prior_backend:
+            mesh = prior_backend(metadata.config.prior_backend)
+    print(f"presence: {type(mesh).__name__}")
     detector, proposer = FaceDetector(), FullRangeFaceDetector()
     searches = {"cascade": lambda px, m=40: find_faces(detector, px, min_face=m, proposer=proposer),
                 "tiles": lambda px, m=40: find_faces(detector, px, min_face=m)}

@@ -331,3 +331,16 @@ def test_read_ahead_keeps_order_raises_in_place_and_stays_bounded():
         for item in read_ahead(broken(), depth=2):
             got.append(item)
     assert got == [1]
+
+
+def test_tile_candidates_on_a_faceless_picture_are_not_reported():
+    """The small-face search finds face-like spots in the Hubble deep field; the face mesh, which
+    confirms them whatever the model's priors, sees none (the default's prior network would)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from orsanet import Recognizer
+
+    recognizer = Recognizer()
+    photo = skimage_data.hubble_deep_field()
+    found = recognizer.finder(Image.fromarray(photo))
+    assert sum(face.candidate for face in found) >= 3  # the search's candidates
+    assert recognizer.predict(photo) == []

@@ -2,7 +2,7 @@
 
     photo ─ FaceFinder: detector (+ tiles) ─ boxes ─ contract.frame ─ squares
           ─ contract.cut ─ pixels (F, 3, S, S) in [0, 1]
-          ─ prior backend .measure ─ geometry (tile candidates without a face are dropped here)
+          ─ prior backend .measure ─ geometry (tile candidates the face mesh does not see are dropped here)
           ─ FaceModel.logits(pixels, geometry, flip) ─ probabilities
           ─ grad_cam (only with explain) ─ Face results
 
@@ -30,9 +30,13 @@ class FacePipeline:
 
     def __init__(self, face: FaceModel, finder: FaceFinder, flip: bool = False) -> None:
         self.face, self.finder, self.flip = face, finder, flip
-        # The geometry that confirms tile candidates and gives landmarks for pictures: the model's own
-        # prior backend, or the face mesh for models that extract their priors themselves.
+        # The geometry that gives landmarks for pictures: the model's own prior backend, or the face
+        # mesh for models that extract their priors themselves.
         self.backend = face.priors or MeshPriors(face.device)
+        # Tile candidates are confirmed by the face mesh's presence whatever the model's priors: the
+        # occlusion-aware prior network's face score, taught without real non-faces, is near 1 on
+        # faceless pictures (scripts/measure_face_search.py: 0.99 on textures where the mesh gives <= 0.04).
+        self.confirmer = self.backend if isinstance(self.backend, MeshPriors) else MeshPriors(face.device)
 
     def given_faces(self, boxes) -> list[FoundFace]:
         """Faces whose detector boxes ``(x0, y0, x1, y1)`` the caller knows (no detection)."""
@@ -52,8 +56,12 @@ class FacePipeline:
             return [[] for _ in photos]
         pixels = torch.cat([self.finder.pixels(photo, per_photo) for photo, per_photo in zip(photos, found)])
         geometry = self.backend.measure(pixels)
-        keep = torch.tensor([not face.candidate for face in faces]) | (self.backend.face_score(geometry).cpu()
-                                                                      >= CANDIDATE_SCORE)
+        keep = torch.tensor([not face.candidate for face in faces])
+        if not keep.all():
+            candidates = (~keep).nonzero().flatten()
+            confirming = geometry if self.confirmer is self.backend else self.confirmer.measure(pixels[candidates])
+            scores = self.confirmer.face_score(confirming).cpu()
+            keep[candidates] = (scores[candidates] if confirming is geometry else scores) >= CANDIDATE_SCORE
         if not keep.any():
             return [[] for _ in photos]
         pixels, geometry = pixels[keep], {key: value[keep.to(value.device)] for key, value in geometry.items()}
