@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--out", default="int8-agreement", help="folder for the graphs and reports")
     parser.add_argument("--calibration", default="data", help="'data' (DATA's validation split) or 'none'")
     parser.add_argument("--calibration-count", type=int, default=512)
+    parser.add_argument("--calibration-method", choices=("minmax", "percentile"), default="minmax")
     parser.add_argument("--split", default="test")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -40,6 +41,7 @@ def main() -> None:
     out = Path(args.out)
     start = time.perf_counter()
     graph = export_onnx(args.model, out / "model.onnx", int8=True, calibration_count=args.calibration_count,
+                        calibration_method=args.calibration_method,
                         calibration_data=args.data if args.calibration == "data" else None)
     print(f"exported and quantised in {time.perf_counter() - start:.0f} s")
     reports = {}

@@ -333,8 +333,6 @@ def test_dynamo_exporter_is_the_fallback(paper_model, tmp_path, monkeypatch):
 def test_predict_and_eval_run_on_onnxruntime_with_pytorchs_answers(tiny_model, tmp_path, capsys):
     """``--backend onnxruntime`` (chosen by the .onnx suffix) gives the rows and figures PyTorch gives."""
     pytest.importorskip("onnxruntime")
-    import json
-
     from PIL import Image
 
     from orsanet.cli import main
@@ -381,4 +379,4 @@ def test_int8_calibrates_on_a_datasets_validation_faces(tmp_path):
     assert torch.equal(pixels, again)  # seeded
     out = export_onnx("default", tmp_path / "d.onnx", int8=True, calibration_data=ferplus, calibration_count=16)
     quantization = read_onnx_metadata(int8_graph_path(out))["quantization"]
-    assert "16 faces of ferplus" in quantization["calibration"] and "percentile" in quantization["method"]
+    assert "16 faces of ferplus" in quantization["calibration"] and "minmax" in quantization["method"]

@@ -318,7 +318,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"orsanet export needs the 'export' extra: pip install 'orsanet[export]' ({error})") from None
     try:
         out = export_onnx(args.model, args.out, opset=args.opset, int8=args.int8 or bool(args.calibration),
-                          calibration_data=args.calibration, calibration_count=args.calibration_count)
+                          calibration_data=args.calibration, calibration_count=args.calibration_count,
+                          calibration_method=args.calibration_method)
     except ImportError as error:
         raise UsageError(f"orsanet export needs the 'export' extra: pip install 'orsanet[export]' ({error})") from None
     except ExportError as error:
@@ -490,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "validation split (e.g. FERPlus) instead of generated faces; implies --int8")
     export.add_argument("--calibration-count", type=int, default=512, metavar="N",
                         help="faces drawn (seeded) for --calibration (default 512)")
+    export.add_argument("--calibration-method", choices=("minmax", "percentile"), default="minmax",
+                        help="activation ranges of the int8 graph (default minmax: the better one for the default "
+                             "model, see docs/model-card.md)")
     export.set_defaults(handler=cmd_export)
 
     serve = commands.add_parser("serve", help="REST API and web page (photos, live camera) on this machine")

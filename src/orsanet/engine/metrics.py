@@ -147,7 +147,6 @@ def _ece_from_confidence(confidence: np.ndarray, correct: np.ndarray, num_bins: 
     edges = np.linspace(0.0, 1.0, num_bins + 1)
     # Bins are (lo, hi]; a confidence of exactly 0 falls in the first bin.
     bins = np.searchsorted(edges[1:-1], confidence, side="left")
-    counts = np.bincount(bins, minlength=num_bins)
     confidence_sum = np.bincount(bins, weights=confidence, minlength=num_bins)
     correct_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=num_bins)
     gaps = np.abs(correct_sum - confidence_sum)  # = |B| * |acc(B) - conf(B)|
