@@ -8,10 +8,11 @@ networks that PyTorch's CPU kernels run slowly at the batch sizes of ``predict``
 machine's CPU (1 thread, ms per image; the other core busy): BlazeFace short range 5.1 -> 1.6,
 full range 13.9 -> 3.3 (``benchmarks/predict_speed.py --runtime pytorch`` for end to end).
 
-A network is exported once (dynamic batch) into the cache folder, ``graphs/`` of ``$ORSANET_CACHE`` or
-``~/.cache/orsanet``, under a name made of a digest of its weights and input shape and the torch
-version, and read from there afterwards; where that folder cannot be written it is exported in
-memory. Nothing is downloaded: the graph is made from the weights already loaded.
+A network is exported once (dynamic batch) into ``graphs/`` of the cache folder (``$ORSANET_CACHE``
+or ``~/.cache/orsanet``), under a name made of a digest of its weights, input shape, the torch
+version and the source files of its modules, and read from there afterwards; where that folder
+cannot be written it is exported in memory. Nothing is downloaded: the graph is made from the
+weights already loaded.
 
 Where they run is chosen per module (``runtime=``) or for the whole process with
 ``ORSANET_RUNTIME=pytorch|onnxruntime|auto`` (default ``auto``: ONNX Runtime where installed).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import io
 import logging
 import os
@@ -34,6 +36,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "pytorch", "onnxruntime")
+TORCH_SOURCE = str(Path(torch.__file__).parent)
 
 
 def available() -> bool:
@@ -89,8 +92,10 @@ class StandIn:
 
 class CpuFastPath:
     """``fast(network, *inputs)``: ``network(*inputs)``, run on ONNX Runtime when the inputs are on the
-    CPU and ``runtime`` allows it (``auto``: where ONNX Runtime is installed). The graph is made at the
-    first such call for each input shape, and again if a different network is passed."""
+    CPU, no gradient is asked for, the network is in eval mode and ``runtime`` allows it (``auto``:
+    where ONNX Runtime is installed). The graph is made at the first such call for each input shape,
+    and again if a different network is passed; the network's weights must not change after that
+    (it is meant for frozen networks)."""
 
     def __init__(self, name: str, runtime: str | None = None) -> None:
         self.name, self.runtime = name, check_runtime(runtime)
@@ -98,7 +103,8 @@ class CpuFastPath:
         self._stand_ins: dict[tuple, StandIn | None] = {}
 
     def __call__(self, network: nn.Module, *inputs: torch.Tensor):
-        if self.runtime == "pytorch" or inputs[0].device.type != "cpu" or network.training:
+        needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
+        if self.runtime == "pytorch" or inputs[0].device.type != "cpu" or network.training or needs_grad:
             return network(*inputs)
         if network is not self._network:
             self._network, self._stand_ins = network, {}
@@ -113,8 +119,13 @@ class CpuFastPath:
 
 
 def _digest(network: nn.Module, example: tuple[torch.Tensor, ...]) -> str:
+    """The cache key: the weights, the input shapes, the torch version and the source files of every
+    module class in the network (a changed ``forward`` makes a new graph)."""
     hasher = hashlib.sha256(f"{type(network).__qualname__}|{torch.__version__}|"
                             f"{[tuple(x.shape[1:]) for x in example]}".encode())
+    for source in sorted({inspect.getsourcefile(type(module)) or "" for module in network.modules()}):
+        if source and not source.startswith(TORCH_SOURCE):  # torch's own modules: keyed by its version
+            hasher.update(Path(source).read_bytes())
     for key, value in network.state_dict().items():
         hasher.update(key.encode())
         hasher.update(value.detach().contiguous().cpu().numpy().tobytes())
@@ -123,9 +134,11 @@ def _digest(network: nn.Module, example: tuple[torch.Tensor, ...]) -> str:
 
 def stand_in(network: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], name: str,
              runtime: str | None = None) -> StandIn | None:
-    """``network`` (eval mode, CPU) as a :class:`StandIn` on ONNX Runtime, or None where ``runtime``
-    is ``pytorch``, or is ``auto`` without ONNX Runtime installed or with a network that does not export. ``example``: inputs of the traced
-    shapes (the batch axis is dynamic)."""
+    """``network`` (eval mode, CPU) as a :class:`StandIn` on ONNX Runtime, or None where ``runtime`` is
+    ``pytorch``, or is ``auto`` without ONNX Runtime or with a network that does not export.
+    ``example``: inputs of the traced shapes (the batch axis is dynamic: trace with a batch of two).
+    The network must be free of data-dependent control flow (the trace keeps the branches
+    ``example`` took)."""
     if check_runtime(runtime) == "pytorch" or not available():
         return None
     example = example if isinstance(example, tuple) else (example,)
@@ -133,11 +146,11 @@ def stand_in(network: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...
     if path.is_file():
         try:
             return _stand_in_of(open_session(path), network, example)
-        except Exception as error:  # noqa: BLE001: a damaged cache file is made again
+        except Exception as error:  # noqa: BLE001 - a damaged cache file is made again
             log.warning("%s: unreadable cached graph (%s); exporting it again", path, error)
     try:
         graph = _export(network, example)
-    except Exception as error:  # noqa: BLE001: an operator ONNX lacks; "auto" runs the network in PyTorch
+    except Exception as error:  # noqa: BLE001 - an operator ONNX lacks: "auto" runs it in PyTorch
         if check_runtime(runtime) == "onnxruntime":
             raise ValueError(f"runtime onnxruntime: {name} does not export to ONNX ({error})") from None
         log.info("%s runs in PyTorch: it does not export to ONNX (%s)", name, str(error).splitlines()[0])

@@ -141,7 +141,7 @@ class FaceMesh(nn.Module):
     def __init__(self, weights: Path | str | None = LANDMARK_WEIGHTS, padding_mode: str = "border",
                  batch_size: int = 32, runtime: str | None = None):
         """``runtime``: where the network runs on the CPU (``orsanet.onnx_runtime``): ``auto`` (ONNX
-        Runtime where installed), ``pytorch`` or ``onnxruntime``."""
+        Runtime where installed), ``pytorch`` or ``onnxruntime`` (None: ``$ORSANET_RUNTIME``)."""
         super().__init__()
         self.fast = CpuFastPath("FaceMeshNet", runtime)
         self.net = FaceMeshNet()
