@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads per stage, as 'orsanet predict --threads' (default 1: detection "
-                             "runs in a thread beside the classification, so the two stages use two cores)")
+                             "runs in threads beside the classification, which keeps two cores busy)")
     parser.add_argument("--batch-size", type=int, default=8, help="images whose faces are classified together")
     parser.add_argument("--min-face", type=float, default=40,
                         help="as 'orsanet predict --min-face' (the search for small faces costs time)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -27,6 +28,10 @@ from orsanet.inference.results import Face, ImageResult
 from orsanet.priors.face_search import DEFAULT_MIN_FACE
 
 log = logging.getLogger(__name__)
+
+# Threads that detect faces in the pictures ahead of the batch being classified: detection costs
+# about twice the classification per photo here, so two of them keep two cores busy.
+DETECTION_THREADS = 2
 
 
 class Recognizer:
@@ -109,23 +114,24 @@ class Recognizer:
             for path in tqdm(files, desc="predict", disable=not progress, dynamic_ncols=True):
                 try:
                     for frame, image in read_frames(path, every):
-                        yield str(path), frame, image, self.finder(image), None
+                        yield str(path), frame, image, detecting.submit(self.finder, image), None
                 except reading_errors as error:
                     message = str(error).splitlines()[0] if str(error) else type(error).__name__
                     yield str(path), None, None, None, message
 
         rank, world = shard
         files = list(expand_inputs(paths, exclude))[rank::world]
-        # Decoding and face detection run a batch ahead in a thread, overlapping the batch being
-        # classified (decoders, PyTorch and ONNX Runtime release the GIL): on two cores, two stages.
-        for file, frame, image, found, error in read_ahead(frames_of(files), 2 * self.batch_size):
-            if error is not None:
-                log.warning("%s: cannot read (%s)", file, error)
+        # Decoding runs a batch ahead in a thread, and face detection in DETECTION_THREADS more,
+        # overlapping the batch being classified (decoders, PyTorch and ONNX Runtime release the GIL).
+        with ThreadPoolExecutor(DETECTION_THREADS, thread_name_prefix="orsanet-detect") as detecting:
+            for file, frame, image, found, error in read_ahead(frames_of(files), 2 * self.batch_size):
+                if error is not None:
+                    log.warning("%s: cannot read (%s)", file, error)
+                    yield from flush()
+                    yield ImageResult(file, error=f"unreadable: {error}"), None
+                    continue
+                pending.append((file, frame, image, found.result()))
+                if len(pending) >= self.batch_size:
+                    yield from flush()
+            if pending:
                 yield from flush()
-                yield ImageResult(file, error=f"unreadable: {error}"), None
-                continue
-            pending.append((file, frame, image, found))
-            if len(pending) >= self.batch_size:
-                yield from flush()
-        if pending:
-            yield from flush()

@@ -476,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=8, help="images or frames classified together")
     predict.add_argument("--threads", type=int, default=None,
                          help="CPU threads of each stage (default 1: reading and detecting the next pictures "
-                              "runs in a thread beside the classification, so two stages use two cores)")
+                              "run in threads beside the classification, which keeps two cores busy)")
     _add_runtime_options(predict)
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(handler=cmd_predict)
