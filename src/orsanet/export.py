@@ -8,10 +8,11 @@
 
 Files written by ``export_onnx(model, "out.onnx")``:
 
-- ``out.onnx``, the classifier. For a model with a prior backend (the default, mesh-prior model)
-  it takes ``images (B, 3, S, S)`` (normalised by the input contract), ``landmark_prior
-  (B, 468, 3)`` and ``parsing_prior (B, 11, 28, 28)`` (``orsanet.priors.face_priors.MeshPriors``'s
-  raw priors) and returns ``logits (B, C)``. For the paper configuration, whose prior networks
+- ``out.onnx``, the classifier. For a model with a prior backend it takes ``images (B, 3, S, S)``
+  (normalised by the input contract) and the backend's raw priors, ``landmark_prior`` and
+  ``parsing_prior``: for a mesh-prior model ``(B, 468, 3)`` and ``(B, 11, 28, 28)``
+  (``orsanet.priors.face_priors.MeshPriors``), for the default (the occlusion-aware prior network)
+  the shapes below; it returns ``logits (B, C)``. For the paper configuration, whose prior networks
   (MobileFaceNet, Swin-B parser) live inside the model, it takes ``images (B, 3, S, S)`` only.
 - ``out.mesh.onnx`` (models with the mesh backend only): the 468-point face-mesh network,
   ``crops (B, 3, 192, 192)`` RGB in [0, 1] -> ``points (B, 468, 3)`` in 192-px crop units and
