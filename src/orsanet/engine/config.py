@@ -123,8 +123,8 @@ class ConfigError(ValueError):
 POSITIVE = {"optim.lr", "optim.batch_size", "optim.epochs", "optim.gamma", "loss.smoothing_weight",
             "model.dim", "model.num_heads", "model.input_size", "model.num_classes", "model.mlp_ratio",
             "run.max_train_batches", "run.max_eval_batches", "run.threads", "run.max_minutes"}
-NON_NEGATIVE = {"optim.weight_decay", "optim.sam_rho", "optim.pretrained_lr_scale", "optim.init_lr_scale", "optim.warmup_epochs", "optim.freeze_batchnorm_after",
-                "loss.warmup_epochs", "loss.smoothing",
+NON_NEGATIVE = {"optim.weight_decay", "optim.sam_rho", "optim.pretrained_lr_scale", "optim.init_lr_scale",
+                "optim.warmup_epochs", "optim.freeze_batchnorm_after", "loss.warmup_epochs", "loss.smoothing",
                 "loss.dare_weight", "data.num_workers", "data.valid_fraction", "augment.erasing_p",
                 "augment.rotation", "augment.shift", "augment.prior_dropout", "augment.occlusion_p", "model.drop_path"}
 CHOICES = {"data.color": ("auto", "rgb", "gray"), "loss.dare_form": ("additive", "multiplicative"),

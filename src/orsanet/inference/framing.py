@@ -18,8 +18,8 @@ from orsanet.contract import InputContract
 from orsanet.priors.face_detector import Detection
 from orsanet.priors.face_search import DEFAULT_MIN_FACE, SEARCHES, find_faces
 
-# A face found only in a tile of the photo (see orsanet.priors.face_search) is kept when the prior
-# backend measured on its frame says a face is there with at least this score (the mesh's presence).
+# A face found only in a tile of the photo (see orsanet.priors.face_search) is kept when the face
+# mesh measured on its frame says a face is there with at least this presence (FacePipeline).
 # Measured with scripts/measure_face_search.py (presence on the default contract's 56-px frame): on 20
 # faceless sample pictures of scikit-image the tiles gave 14 false candidates, none above 0.03; the
 # example face pasted at box sides 26-120 px scored 1.0, and its masked copy 0.44-0.99 at most sizes

@@ -59,9 +59,9 @@ class FacePipeline:
         keep = torch.tensor([not face.candidate for face in faces])
         if not keep.all():
             candidates = (~keep).nonzero().flatten()
-            confirming = geometry if self.confirmer is self.backend else self.confirmer.measure(pixels[candidates])
-            scores = self.confirmer.face_score(confirming).cpu()
-            keep[candidates] = (scores[candidates] if confirming is geometry else scores) >= CANDIDATE_SCORE
+            seen = ({key: value[candidates.to(value.device)] for key, value in geometry.items()}
+                    if self.confirmer is self.backend else self.confirmer.measure(pixels[candidates]))
+            keep[candidates] = self.confirmer.face_score(seen).cpu() >= CANDIDATE_SCORE
         if not keep.any():
             return [[] for _ in photos]
         pixels, geometry = pixels[keep], {key: value[keep.to(value.device)] for key, value in geometry.items()}

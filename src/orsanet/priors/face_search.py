@@ -16,7 +16,7 @@ each letterboxed to 128 px in turn. Two ways to choose the tiles:
   faces were framed by (the full-range boxes are ~10 % larger and sit higher).
 
 Upscaled tiles also make the detector see faces in textures, so a face found only in a tile is a
-*candidate*: the caller confirms it (``orsanet.predict`` asks the prior backend whether it sees a face).
+*candidate*: the caller confirms it (``orsanet.predict`` asks the face mesh whether it sees a face).
 """
 
 from __future__ import annotations
