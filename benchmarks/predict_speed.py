@@ -100,7 +100,7 @@ def main() -> None:
                         help="as 'orsanet predict --min-face' (the search for small faces costs time)")
     parser.add_argument("--search", choices=("cascade", "tiles"), help="as 'orsanet predict --search' (this version)")
     parser.add_argument("--runtime", choices=("auto", "pytorch", "onnxruntime"),
-                        help="where the detectors and prior networks run on the CPU (this version; default: auto)")
+                        help="where the detectors, prior networks and the classifier run on the CPU (this version; default: auto)")
     parser.add_argument("--explain", action="store_true", help="also compute Grad-CAM, as --save-vis does")
     parser.add_argument("--against", metavar="DIR", help="an earlier orsanet checkout to measure in turns with this one")
     parser.add_argument("--turns", type=int, default=3, help="with --against: turns of each version")

@@ -112,3 +112,27 @@ def test_detectors_find_the_same_faces_on_both_runtimes(cache):
         assert [len(faces) for faces in fast] == [len(faces) for faces in plain] and sum(map(len, fast)) >= 2
         for a, b in zip(sum(fast, []), sum(plain, [])):
             assert np.abs(a.box - b.box).max() < 1e-2 and abs(a.score - b.score) < 1e-4
+
+
+def test_face_model_runs_its_network_on_onnx_runtime_only_when_asked(cache):
+    from orsanet.face_model import FaceModel
+    from orsanet.models import ORSANet, compact_config
+
+    torch.manual_seed(0)
+    labels = ["neutral", "happiness", "surprise"]
+    model = ORSANet(compact_config(len(labels), dim=32, num_heads=4, landmark_source="occlusion_net_heatmaps",
+                                   parsing_source="occlusion_net_parsing"), labels)
+    pixels = torch.rand(3, 3, 56, 56)
+    plain = FaceModel(model)  # the default: PyTorch, whose weights training may still change
+    fast = FaceModel(model, runtime="onnxruntime")
+    geometry = plain.measure(pixels)
+    expected = plain.logits(pixels, geometry)
+    assert not list(cache.glob("ORSANet-*.onnx"))
+    got = fast.logits(pixels, geometry, flip=True)
+    assert len(list(cache.glob("ORSANet-*.onnx"))) == 1
+    assert torch.allclose(got, plain.logits(pixels, geometry, flip=True), atol=1e-4)
+    assert torch.allclose(fast.logits(pixels[:1], geometry={k: v[:1] for k, v in geometry.items()}), expected[:1],
+                          atol=1e-4)
+    assert FaceModel(model, runtime="onnxruntime", channels_last=True).fast.runtime == "pytorch"
+    model.train()
+    assert fast._run(*fast.inputs(pixels, geometry)).grad_fn is not None  # training mode: PyTorch

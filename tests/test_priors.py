@@ -256,3 +256,20 @@ def test_parsing_labels_at_raster_resolution_are_hard():
 def test_mesh_point_flip_matches_parsing_flip(mesh):
     pts = _random_points(1)
     assert torch.equal(mesh.flip_points(pts, 192.0), mirror(pts, canonical_flip(), 192.0))
+
+
+def test_upright_crops_read_only_what_they_sample_and_equal_the_general_resampling():
+    from orsanet.priors.face_detector import _crop_rotated
+
+    generator = torch.Generator().manual_seed(0)
+    for height, width in ((37, 90), (128, 64)):
+        image = torch.randint(0, 256, (3, height, width), generator=generator, dtype=torch.uint8)
+        rois = torch.rand(4, 5, generator=generator) * torch.tensor([1.4 * width, 1.4 * height, 150, 150, 0.0])
+        rois[:, :2] -= torch.tensor([0.2 * width, 0.2 * height])  # some reach outside the image
+        rois[:, 2:4] += 5
+        rois[0] = torch.tensor([width / 2, height / 2, max(height, width), max(height, width), 0.0])  # a letterbox
+        for padding in ("zeros", "border"):
+            for size in (128, 37):
+                expected = _crop_rotated(image.float(), rois, size, padding, like_opencv=True)
+                assert torch.equal(crop_rois(image, rois, size, padding), expected)  # the upright path, from uint8
+                assert torch.equal(crop_rois(image.float(), rois, size, padding), expected)

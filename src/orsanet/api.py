@@ -51,7 +51,9 @@ class Recognizer:
                  flip: bool = False, min_face: float = DEFAULT_MIN_FACE, min_confidence: float = 0.5,
                  search: str = "cascade", batch_size: int = 8, backend: str = "auto", **speed) -> None:
         self.device = torch.device(device)
-        self.face_model = load_face_model(model, self.device, backend, **speed)
+        # The weights are frozen here: on the CPU the network runs on ONNX Runtime where it is installed
+        # (orsanet.onnx_runtime; $ORSANET_RUNTIME=pytorch keeps it in PyTorch).
+        self.face_model = load_face_model(model, self.device, backend, runtime=None, **speed)
         self.finder = FaceFinder(self.face_model.contract, self.device, min_confidence, min_face, search)
         self.pipeline = FacePipeline(self.face_model, self.finder, flip)
         self.batch_size = max(1, int(batch_size))

@@ -157,9 +157,10 @@ def ssd_anchor_centers() -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------- image input
-def to_image_list(images) -> list[torch.Tensor]:
+def to_image_list(images, dtype: torch.dtype | None = torch.float32) -> list[torch.Tensor]:
     """uint8 ``(H, W, 3)`` arrays / tensors, a list of them, or a ``(B, H, W, 3)`` batch ->
-    list of float ``(3, H, W)`` tensors in [0, 255]. Grey ``(H, W)`` images are repeated to RGB."""
+    list of ``(3, H, W)`` tensors in [0, 255], of ``dtype`` (None: as given). Grey ``(H, W)``
+    images are repeated to RGB."""
     if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim in (2, 3):
         images = [images]
     out = []
@@ -173,7 +174,7 @@ def to_image_list(images) -> list[torch.Tensor]:
             t = t[..., :3]
         if t.shape[-1] != 3:
             raise ValueError(f"expected HWC RGB images, got shape {tuple(t.shape)}")
-        out.append(t.permute(2, 0, 1).float())
+        out.append(t.permute(2, 0, 1) if dtype is None else t.permute(2, 0, 1).to(dtype))
     return out
 
 
@@ -189,6 +190,15 @@ def crop_rois(image: torch.Tensor, rois: torch.Tensor, size: int, padding_mode: 
     ``like_opencv`` mimics MediaPipe's uint8 OpenCV warp: sample positions snapped to 1/32 px
     and results rounded half up to integers (this moves detector scores by up to ~0.01).
     """
+    if like_opencv and not rois[:, 4].any():
+        return _crop_upright(image, rois, size, padding_mode)
+    return _crop_rotated(image, rois, size, padding_mode, like_opencv)
+
+
+def _crop_rotated(image: torch.Tensor, rois: torch.Tensor, size: int, padding_mode: str,
+                  like_opencv: bool) -> torch.Tensor:
+    """``crop_rois`` for any ROIs: every output pixel sampled with ``grid_sample``."""
+    image = image if image.is_floating_point() else image.float()
     n = rois.shape[0]
     h, w = image.shape[-2:]
     u = torch.arange(size, device=image.device, dtype=image.dtype) / size - 0.5  # (S,)
@@ -204,6 +214,33 @@ def crop_rois(image: torch.Tensor, rois: torch.Tensor, size: int, padding_mode: 
     grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], -1)  # (N, S, S, 2)
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
     return torch.floor(out + (0.5 + 1e-6)).to(image.dtype) if like_opencv else out
+
+
+def _crop_upright(image: torch.Tensor, rois: torch.Tensor, size: int, padding_mode: str) -> torch.Tensor:
+    """``crop_rois(..., like_opencv=True)`` for unrotated ROIs, without resampling the whole image:
+    the sampling is separable, so only the two source rows and columns around each output row and
+    column are read (in the image's own dtype). The result is the same integers in float32: the
+    weights are multiples of 1/32 and the pixels integers up to 255, so every sum is exact."""
+    h, w = image.shape[-2:]
+    pixels = image.permute(1, 2, 0)  # (H, W, C): gathering rows and columns is fastest on photos' own layout
+    u = torch.arange(size, device=image.device, dtype=torch.float32) / size - 0.5  # (S,)
+    crops = []
+    for cx, cy, width, height, _ in rois.float():
+        # sample positions in pixel-index coordinates (S,): computed in float32 as _crop_rotated does
+        x = (torch.round((cx + u * width).double() * 32) / 32).float()
+        y = (torch.round((cy + u * height).double() * 32) / 32).float()
+        x0, y0 = x.floor(), y.floor()
+        columns, rows = torch.cat([x0, x0 + 1]).long(), torch.cat([y0, y0 + 1]).long()  # (2S,)
+        wx, wy = torch.cat([1 - (x - x0), x - x0]), torch.cat([1 - (y - y0), y - y0])  # their weights (2S,)
+        if padding_mode == "zeros":  # outside the image reads black
+            wx, wy = wx * ((columns >= 0) & (columns < w)), wy * ((rows >= 0) & (rows < h))
+        patch = pixels.index_select(0, rows.clamp(0, h - 1)).index_select(1, columns.clamp(0, w - 1))
+        patch = patch.permute(2, 0, 1).float() * wx  # (C, 2S, 2S), columns weighted
+        across = patch[..., :size] + patch[..., size:]  # (C, 2S, S)
+        across = across * wy[:, None]
+        crops.append(torch.floor(across[:, :size] + across[:, size:] + 0.5))
+    dtype = image.dtype if image.is_floating_point() else torch.float32
+    return torch.stack(crops).to(dtype)
 
 
 def letterbox_roi(height: int, width: int) -> torch.Tensor:
@@ -295,7 +332,7 @@ class FaceDetector(nn.Module):
     def preprocess(self, images) -> tuple[torch.Tensor, torch.Tensor]:
         """Images -> network input ``(B, 3, S, S)`` in [-1, 1] (S = ``input_size``) and letterbox ROIs ``(B, 5)``."""
         crops, rois = [], []
-        for img in to_image_list(images):
+        for img in to_image_list(images, dtype=None):  # uint8 stays uint8: crop_rois reads only what it samples
             roi = letterbox_roi(*img.shape[-2:]).to(self.device)
             crops.append(crop_rois(img.to(self.device), roi[None], self.input_size, "zeros"))
             rois.append(roi)
