@@ -2,7 +2,7 @@
 
     python benchmarks/classify_speed.py ../shared/data/ferplus                 # default model, both peers
     python benchmarks/classify_speed.py ../shared/data/ferplus --models default runs/x/best.safetensors \
-        --onnx --threads 2 --batches 1 64
+        --onnx --channels-last --threads 2 --batches 1 64
 
 Each model reads the same FERPlus test images (the first ``--faces`` of the split) through its own
 input contract, as ``orsanet robustness`` feeds them: ours with their priors measured on the crop and
@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("data", help="FERPlus root (its test split is read)")
     parser.add_argument("--models", nargs="+", default=["default"], help="our model files (default: the packaged one)")
     parser.add_argument("--onnx", action="store_true", help="also our models on ONNX Runtime, float and int8")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="also our PyTorch models with channels-last weights and images (FaceModel's option)")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
@@ -63,6 +65,11 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_peers:
             specs += PEERS
         contenders = [HarnessModel.load(spec) for spec in specs]
+        if args.channels_last:
+            for k, model in enumerate(args.models):
+                contender = HarnessModel.load(model, channels_last=True)
+                contender.name += "-channels-last"
+                contenders.insert(2 * k + 1, contender)
         print(f"{len(images)} FERPlus test images, {args.threads} threads, torch {torch.__version__}")
         header = f"{'model':<42} {'input':>10} " + " ".join(f"{'batch ' + str(b) + ' ms/face':>18}" for b in args.batches)
         print(header)

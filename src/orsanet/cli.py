@@ -195,7 +195,9 @@ def _speed(args: argparse.Namespace) -> dict:
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """``--backend`` and the PyTorch speed options, shared by eval and predict."""
     parser.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
-                        help="pytorch, or onnxruntime for a graph written by 'orsanet export' (default auto: by the file's suffix)")
+                        help="pytorch (a model file; predict runs its network on ONNX Runtime on the CPU where installed, "
+                             "unless ORSANET_RUNTIME=pytorch), or onnxruntime for a graph written by 'orsanet export' "
+                             "(default auto: by the file's suffix)")
     parser.add_argument("--amp", action="store_true", help="CUDA: bf16 autocast (fp16 without bf16)")
     parser.add_argument("--channels-last", action="store_true", help="channels-last images and weights")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (slow first batch)")

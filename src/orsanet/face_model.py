@@ -118,8 +118,9 @@ class FaceModel:
                 return self.network(images, **priors).logits.float()
         if self.fast.runtime != "pytorch" and not self.model.training:
             names = tuple(priors)
-            network = self._positional.get(names) or self._positional.setdefault(names, PositionalLogits(self.model, names).eval())
-            return self.fast(network, images, *priors.values())
+            if names not in self._positional:
+                self._positional[names] = PositionalLogits(self.model, names).eval()
+            return self.fast(self._positional[names], images, *priors.values())
         return self.network(images, **priors).logits
 
 

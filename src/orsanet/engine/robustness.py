@@ -136,8 +136,9 @@ class HarnessModel:
         return self._classify(pixels).float().cpu()
 
     @classmethod
-    def load(cls, spec: str, device: str | torch.device = "cpu") -> "HarnessModel":
-        """``peer:NAME`` (``orsanet.peers.PEERS``), ``default``, a model file or an exported ``.onnx`` graph."""
+    def load(cls, spec: str, device: str | torch.device = "cpu", **options) -> "HarnessModel":
+        """``peer:NAME`` (``orsanet.peers.PEERS``), ``default``, a model file or an exported ``.onnx`` graph;
+        ``options``: ``FaceModel``'s, for a model file (e.g. ``channels_last``)."""
         if spec.startswith(PEER_PREFIX):
             from orsanet.peers import PEERS, WEIGHTS_DIR, load_peer
 
@@ -159,7 +160,7 @@ class HarnessModel:
         from orsanet.face_model import load_face_model, model_metadata
 
         path = resolve_model_path(spec)
-        face = load_face_model(path, device)  # a model file, or an exported .onnx graph (ONNX Runtime)
+        face = load_face_model(path, device, **options)  # a model file, or an exported .onnx graph (ONNX Runtime)
         metadata = model_metadata(face)
         provenance = {"file": str(path), "sha256": file_sha256(path), "config": metadata["config"],
                       "input_contract": face.contract.to_dict(), "model_provenance": metadata["provenance"]}
