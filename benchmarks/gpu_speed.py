@@ -5,7 +5,7 @@
     python benchmarks/gpu_speed.py --device cpu --quick --models default   # a dry run on the CPU (tests/test_gpu_speed.py)
 
 For each model (the packaged default, and the paper configuration with seeded random weights;
-both read random face pixels, framed by their input contract):
+both read the same random pixels at their input size):
 
 - inference through ``FaceModel.logits`` (priors included) at ``--batch`` faces: fp32, bf16 autocast
   (``amp``), channels-last, ``torch.compile``: ms per face, and against fp32 on the same faces the
