@@ -244,6 +244,11 @@ def test_recognizer_takes_paths_pil_images_and_arrays(tiny_model, astronaut):
     assert recognizer.annotate(astronaut, [explained]).height > astronaut.shape[0]
     with pytest.raises(TypeError, match="expected a path"):
         recognizer.predict(42)
+    # several pictures: detected in the detection threads, classified in one batch, the same faces
+    many = recognizer.predict_many([astronaut, np.zeros((64, 64, 3), np.uint8), ASTRONAUT])
+    assert [len(faces) for faces in many] == [1, 0, 1]
+    assert many[0][0].box == pytest.approx(face.box, abs=1e-3)
+    assert many[2][0].probabilities == pytest.approx(face.probabilities, abs=1e-5)
 
 
 def test_predict_computes_grad_cam_only_for_pictures(tiny_model, tmp_path, capsys, monkeypatch):

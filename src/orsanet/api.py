@@ -29,8 +29,9 @@ from orsanet.priors.face_search import DEFAULT_MIN_FACE
 
 log = logging.getLogger(__name__)
 
-# Threads that detect faces in the pictures ahead of the batch being classified: detection costs
-# about twice the classification per photo here, so two of them keep two cores busy.
+# Threads that detect faces in the pictures ahead of the batch being classified (predict_paths) or
+# in the pictures of one batch (predict_many): detection costs more than the classification per
+# photo here, so two of them keep two cores busy.
 DETECTION_THREADS = 2
 
 
@@ -57,6 +58,9 @@ class Recognizer:
         self.finder = FaceFinder(self.face_model.contract, self.device, min_confidence, min_face, search)
         self.pipeline = FacePipeline(self.face_model, self.finder, flip)
         self.batch_size = max(1, int(batch_size))
+        # The threads that detect the faces of several pictures at once (started at the first use):
+        # decoders, PyTorch and ONNX Runtime release the GIL.
+        self.detecting = ThreadPoolExecutor(DETECTION_THREADS, thread_name_prefix="orsanet-detect")
 
     @property
     def labels(self) -> list[str]:
@@ -77,9 +81,10 @@ class Recognizer:
         return self.predict_many([image], explain=explain, boxes=[boxes] if boxes is not None else None)[0]
 
     def predict_many(self, images: Iterable, *, explain: bool = False, boxes: list | None = None) -> list[list[Face]]:
-        """The faces of several pictures, classified together."""
+        """The faces of several pictures, detected in ``DETECTION_THREADS`` threads and classified together."""
         photos = [as_image(image) for image in images]
-        return self.pipeline(photos, explain=explain, boxes=boxes)
+        found = list(self.detecting.map(self.finder, photos)) if boxes is None and len(photos) > 1 else None
+        return self.pipeline(photos, explain=explain, boxes=boxes, found=found)
 
     def annotate(self, image, faces: list[Face]) -> Image.Image:
         """The picture with boxes, labels and landmarks, and a panel per face (see ``inference.pictures``)."""
@@ -116,24 +121,23 @@ class Recognizer:
             for path in tqdm(files, desc="predict", disable=not progress, dynamic_ncols=True):
                 try:
                     for frame, image in read_frames(path, every):
-                        yield str(path), frame, image, detecting.submit(self.finder, image), None
+                        yield str(path), frame, image, self.detecting.submit(self.finder, image), None
                 except reading_errors as error:
                     message = str(error).splitlines()[0] if str(error) else type(error).__name__
                     yield str(path), None, None, None, message
 
         rank, world = shard
         files = list(expand_inputs(paths, exclude))[rank::world]
-        # Decoding runs a batch ahead in a thread, and face detection in DETECTION_THREADS more,
-        # overlapping the batch being classified (decoders, PyTorch and ONNX Runtime release the GIL).
-        with ThreadPoolExecutor(DETECTION_THREADS, thread_name_prefix="orsanet-detect") as detecting:
-            for file, frame, image, found, error in read_ahead(frames_of(files), 2 * self.batch_size):
-                if error is not None:
-                    log.warning("%s: cannot read (%s)", file, error)
-                    yield from flush()
-                    yield ImageResult(file, error=f"unreadable: {error}"), None
-                    continue
-                pending.append((file, frame, image, found.result()))
-                if len(pending) >= self.batch_size:
-                    yield from flush()
-            if pending:
+        # Decoding runs a batch ahead in a thread, and face detection in the DETECTION_THREADS more,
+        # overlapping the batch being classified.
+        for file, frame, image, found, error in read_ahead(frames_of(files), 2 * self.batch_size):
+            if error is not None:
+                log.warning("%s: cannot read (%s)", file, error)
                 yield from flush()
+                yield ImageResult(file, error=f"unreadable: {error}"), None
+                continue
+            pending.append((file, frame, image, found.result()))
+            if len(pending) >= self.batch_size:
+                yield from flush()
+        if pending:
+            yield from flush()
