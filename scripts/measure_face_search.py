@@ -39,15 +39,13 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SIZES = (400, 240, 160, 120, 90, 70, 55, 45, 38, 32, 26)
 
 
-CONTRACT = read_metadata("default").contract
-
-
-def presences(mesh, pixels: np.ndarray, detections) -> list[float]:
+def presences(scorer, contract, pixels: np.ndarray, detections) -> list[float]:
+    """``scorer``'s face score (a prior backend's) of each detection, on its frame cut by ``contract``."""
     if not detections:
         return []
     photo = Image.fromarray(pixels)
-    crops = torch.stack([CONTRACT.cut(photo, CONTRACT.frame(d.box)) for d in detections])
-    return [round(float(p), 2) for p in mesh.face_score(mesh.measure(crops))]
+    crops = torch.stack([contract.cut(photo, contract.frame(d.box)) for d in detections])
+    return [round(float(p), 2) for p in scorer.face_score(scorer.measure(crops))]
 
 
 def timed(search, pixels: np.ndarray, runs: int = 1) -> tuple[float, tuple]:
@@ -68,14 +66,13 @@ def main() -> None:
     parser.add_argument("--model", help="measure this model's prior backend's face score (and use its contract)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    global CONTRACT
-    mesh = MeshPriors()
+    scorer, contract = MeshPriors(), read_metadata("default").contract
     if args.model:
         metadata = read_metadata(args.model)
-        CONTRACT = metadata.contract
+        contract = metadata.contract
         if metadata.config.prior_backend:
-            mesh = prior_backend(metadata.config.prior_backend)
-    print(f"presence: {type(mesh).__name__}")
+            scorer = prior_backend(metadata.config.prior_backend)
+    print(f"presence: {type(scorer).__name__}")
     detector, proposer = FaceDetector(), FullRangeFaceDetector()
     searches = {"cascade": lambda px, m=40: find_faces(detector, px, min_face=m, proposer=proposer),
                 "tiles": lambda px, m=40: find_faces(detector, px, min_face=m)}
@@ -97,7 +94,7 @@ def main() -> None:
             cells = []
             for search_name, search in searches.items():
                 seconds, (whole, candidates) = timed(lambda px: search(px, min(40, size)), pixels)
-                kept = presences(mesh, pixels, whole + candidates)
+                kept = presences(scorer, contract, pixels, whole + candidates)
                 found_count[search_name] += bool(whole) or any(p >= 0.4 for p in kept[len(whole):])
                 cells.append(f"{search_name}: whole {'yes' if whole else 'no ':3s} search "
                              f"{'yes' if candidates else 'no ':3s} {kept} {1000 * seconds:4.0f} ms")
@@ -110,7 +107,7 @@ def main() -> None:
             search(pixels)
             seconds, (whole, candidates) = timed(search, pixels, 20)
             print(f"  {name:22s} {search_name:8s} {1000 * seconds:6.1f} ms, {len(whole)} faces on the whole photo, "
-                  f"{len(candidates)} candidates {presences(mesh, pixels, candidates)}")
+                  f"{len(candidates)} candidates {presences(scorer, contract, pixels, candidates)}")
     if args.faceless:
         print("false candidates on faceless pictures (presence of each), per search:")
         for path in sorted(args.faceless.iterdir()):
@@ -121,8 +118,8 @@ def main() -> None:
             cells = []
             for search_name, search in searches.items():
                 whole, candidates = search(pixels)
-                cells.append(f"{search_name}: whole {presences(mesh, pixels, whole)} "
-                             f"search {presences(mesh, pixels, candidates)}")
+                cells.append(f"{search_name}: whole {presences(scorer, contract, pixels, whole)} "
+                             f"search {presences(scorer, contract, pixels, candidates)}")
             print(f"  {path.name:28s} {pixels.shape[1]}x{pixels.shape[0]}: " + " | ".join(cells))
 
 

@@ -34,7 +34,6 @@ needs_default = pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="defa
 PAPER_LIKE = dict(num_classes=7, size="small", image_backbone="ir18", landmark_source="mobilefacenet", use_ssgm=False,
                   dim=64, num_heads=4, input_size=112)
 LABELS7 = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
-LABELS8 = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 
 
 def session(path: Path):
@@ -61,20 +60,9 @@ def default_export(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mesh_model(tmp_path_factory) -> Path:
-    """A compact model with the face mesh's priors (seeded random weights, 56-px grey contract)."""
-    config = ORSANetConfig(num_classes=8, size="tiny", image_backbone="resnet_compact", landmark_source="mesh_heatmaps",
-                           parsing_source="mesh_parsing", dim=32, num_heads=2, input_size=56)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = ORSANet(config, LABELS8)
-    return save_model(tmp_path_factory.mktemp("mesh") / "mesh.safetensors", model, LABELS8,
-                      InputContract(56, color="gray"))
-
-
-@pytest.fixture(scope="module")
-def mesh_export(mesh_model, tmp_path_factory) -> Path:
-    return export_onnx(mesh_model, tmp_path_factory.mktemp("onnx") / "mesh_model.onnx", int8=True)
+def mesh_export(tiny_model, tmp_path_factory) -> Path:
+    """conftest's tiny compact model with the face mesh's priors, exported."""
+    return export_onnx(tiny_model, tmp_path_factory.mktemp("onnx") / "mesh_model.onnx", int8=True)
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +133,8 @@ def test_default_graph_matches_pytorch_at_any_batch(default_export, batch):
 
 
 @pytest.mark.parametrize("batch", [1, 5])
-def test_mesh_model_graph_matches_pytorch_at_any_batch(mesh_model, mesh_export, batch):
-    model = load_model(mesh_model)
+def test_mesh_model_graph_matches_pytorch_at_any_batch(tiny_model, mesh_export, batch):
+    model = load_model(tiny_model)
     inputs = mesh_inputs(batch, model.config.input_size, seed=batch)
     with torch.no_grad():
         expected = model(**inputs).logits
@@ -170,7 +158,7 @@ def test_mesh_graph_matches_the_mesh_network(mesh_export, batch):
 
 
 @needs_default
-def test_metadata_round_trips_labels_contract_and_inputs(default_export, mesh_model, mesh_export):
+def test_metadata_round_trips_labels_contract_and_inputs(default_export, mesh_export):
     model = load_model("default")
     values = read_onnx_metadata(default_export)
     assert values["label_names"] == model.label_names
@@ -207,8 +195,8 @@ def test_onnx_face_model_matches_face_model_on_the_example_face(default_export, 
     torch.testing.assert_close(face.logits(batch, given, flip=flip), expected.expand(3, -1), atol=1e-3, rtol=0)
 
 
-def test_onnx_face_model_with_mesh_priors_matches_face_model(mesh_model, mesh_export, example_crop):
-    reference = FaceModel.load(mesh_model)
+def test_onnx_face_model_with_mesh_priors_matches_face_model(tiny_model, mesh_export, example_crop):
+    reference = FaceModel.load(tiny_model)
     face = OnnxFaceModel(mesh_export, threads=1)
     geometry = face.measure(example_crop)
     torch.testing.assert_close(geometry["points"], reference.measure(example_crop)["points"], atol=1e-4, rtol=0)

@@ -32,7 +32,7 @@ from PIL import Image
 from orsanet.contract import InputContract
 from orsanet.engine.evaluate import file_sha256, label_protocol, resolve_split, source_commit
 from orsanet.occlusion import REGIONS, image_seed, occlude
-from orsanet.occlusion.dataset import check_kind, image_tensor, measure_points, to_uint8
+from orsanet.occlusion.dataset import check_kind, image_tensor, measure_points, placement_mesh, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,6 @@ def robustness(models: Sequence[str], data_root: str, kind: str = "auto", split:
 
     from orsanet.data import open_dataset
     from orsanet.engine.metrics import ClassificationMetrics
-    from orsanet.priors.face_priors import MeshPriors
 
     if not models:
         raise RobustnessError("no models given")
@@ -253,7 +252,7 @@ def robustness(models: Sequence[str], data_root: str, kind: str = "auto", split:
     metrics = {m.name: {n: ClassificationMetrics(m.label_names) for n in names} for m in harness}
     digests = {s.name: hashlib.sha256() for s in chosen_settings}
     hidden = {s.name: 0.0 for s in chosen_settings}
-    priors = MeshPriors(device, runtime="pytorch")  # the occluders' places do not depend on the runtime
+    priors = placement_mesh(device)
     fitted = 0
     batches = range(0, len(indices), batch_size)
     with tqdm(total=len(batches) * len(names), desc="robustness", unit="batch", disable=not show) as bar:

@@ -71,13 +71,19 @@ def check_kind(kind: str, **params) -> None:
         raise ValueError(f"occlusion kind {kind!r} needs an optional package: {error}") from None
 
 
+def placement_mesh(device: torch.device | str = "cpu"):
+    """The face mesh that places occluders on a clean image, always in PyTorch: the places (and so the
+    occluded images' digests) must not move with the runtime's float rounding."""
+    from orsanet.priors.face_priors import MeshPriors
+
+    return MeshPriors(device, runtime="pytorch")
+
+
 def measure_points(images: Sequence[torch.Tensor], priors=None) -> list[torch.Tensor | None]:
     """The face-mesh points ``(468, 2)`` fitted on each clean image ``(3, H, W)`` (None where no face
-    is fitted: the occluders then use the average face). Images of one size are measured together."""
-    if priors is None:
-        from orsanet.priors.face_priors import MeshPriors
-
-        priors = MeshPriors(runtime="pytorch")  # the occluders' places do not depend on the runtime
+    is fitted: the occluders then use the average face). Images of one size are measured together;
+    ``priors``: a ``placement_mesh`` to reuse."""
+    priors = priors if priors is not None else placement_mesh()
     points: list[torch.Tensor | None] = [None] * len(images)
     by_size: dict[tuple[int, int], list[int]] = {}
     for i, image in enumerate(images):
@@ -150,8 +156,6 @@ def occlude_tree(data: str | os.PathLike, out: str | os.PathLike, kind: str, see
     """
     from tqdm import tqdm
 
-    from orsanet.priors.face_priors import MeshPriors
-
     data, out = Path(data).resolve(), Path(out).resolve()
     if not data.is_dir():
         raise OcclusionTreeError(f"{data}: no such dataset folder")
@@ -178,7 +182,7 @@ def occlude_tree(data: str | os.PathLike, out: str | os.PathLike, kind: str, see
     for relative in others:
         (out / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(data / relative, out / relative)
-    priors = MeshPriors(device, runtime="pytorch")  # the occluders' places do not depend on the runtime
+    priors = placement_mesh(device)
     unreadable: list[str] = []
     fitted = occluded = 0
     with ManifestWriter(out / MANIFEST_NAME) as manifest, \
