@@ -122,3 +122,75 @@ def test_config_rejects_unknown_values():
         ORSANetConfig(size="huge")
     with pytest.raises(ValueError, match="unknown ORSANet config keys: colour"):
         ORSANetConfig.from_dict({"colour": 1})
+
+
+def _masking_model(**overrides) -> ORSANet:
+    from orsanet.models import compact_config
+
+    torch.manual_seed(0)
+    config = compact_config(8, dim=32, num_heads=4, landmark_source="occlusion_net_heatmaps",
+                            parsing_source="occlusion_net_parsing", **overrides)
+    return ORSANet(config).eval()
+
+
+def _occlusion_priors(batch: int, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Landmark prior ``(B, 16, 28, 28)`` and a 12-class parsing prior, all face, or occluded where ``hidden``."""
+    parsing = torch.zeros(batch, 12, 28, 28)
+    parsing[:, 1] = 1
+    if hidden is not None:
+        parsing[:, :, hidden] = 0
+        parsing[:, -1, hidden] = 1
+    return torch.rand(batch, 16, 28, 28), parsing
+
+
+@pytest.mark.parametrize("use_mcm", [True, False])
+def test_mask_occluded_changes_nothing_on_a_visible_face_and_has_gradients(use_mcm):
+    masked = _masking_model(mask_occluded=True, use_mcm=use_mcm)
+    plain = _masking_model(mask_occluded=False, use_mcm=use_mcm)
+    plain.load_state_dict(masked.state_dict())  # the switch adds no parameters
+    images = torch.randn(2, 3, 56, 56)
+    landmarks, parsing = _occlusion_priors(2)
+    assert torch.allclose(masked(images, landmarks, parsing).logits, plain(images, landmarks, parsing).logits, atol=1e-5)
+    masked.train()
+    hidden = torch.zeros(28, 28, dtype=torch.bool)
+    hidden[14:] = True
+    masked(images, *_occlusion_priors(2, hidden)).logits.sum().backward()
+    assert _all_grads(masked.image_backbone) == []
+
+
+def test_mask_occluded_leaves_hidden_tokens_out_of_pooling_and_attention():
+    from orsanet.models.mcm import LandmarkToImageAttention, weighted_mean
+    from orsanet.models.orsanet import visible_weights
+
+    hidden = torch.zeros(28, 28, dtype=torch.bool)
+    hidden[16:] = True  # the lower three of the 7 token rows
+    _, parsing = _occlusion_priors(1, hidden)
+    weights = visible_weights(parsing).view(7, 7)
+    assert torch.allclose(weights[:4], torch.ones(4, 7)) and torch.allclose(weights[4:], torch.full((3, 7), 0.01))
+    # The pooled token is the visible tokens' mean: moving the hidden ones by 10 moves it by < 0.1.
+    flat = weights.view(1, 49)
+    tokens = torch.randn(1, 49, 32)
+    moved = tokens.clone()
+    moved[:, 28:] += 10
+    assert (weighted_mean(moved, flat) - weighted_mean(tokens, flat)).abs().max() < 0.1
+    # Each landmark query's attention to the hidden image tokens shrinks (the leading token counts as visible).
+    attn = LandmarkToImageAttention(32, 4)
+    image, queries = torch.randn(1, 50, 32), torch.randn(1, 50, 32)
+    bias = torch.cat((torch.ones(1, 1), flat), 1).log()
+    _, plain = attn(image, queries, return_attention=True)
+    _, biased = attn(image, queries, return_attention=True, image_bias=bias)
+    def hidden_to_visible(attention):
+        return attention[..., 29:].sum(-1) / attention[..., :29].sum(-1)
+
+    assert torch.allclose(hidden_to_visible(biased), 0.01 * hidden_to_visible(plain), rtol=1e-4)
+    assert torch.allclose(biased.sum(-1), torch.ones_like(biased.sum(-1)))
+
+
+def test_mask_occluded_needs_an_occluded_class():
+    from orsanet.models import compact_config
+
+    with pytest.raises(ValueError, match="occluded class"):
+        compact_config(8, mask_occluded=True)  # mesh parsing has no occluded class
+    config = compact_config(8, landmark_source="occlusion_net_heatmaps", parsing_source="occlusion_net_parsing",
+                            use_ssgm=False, mask_occluded=True)
+    assert config.prior_backend == "occlusion_net"  # the parsing prior is still read

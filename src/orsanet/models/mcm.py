@@ -29,6 +29,12 @@ class DropPath(nn.Module):
         return x * mask / keep
 
 
+def weighted_mean(tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """tokens ``(B, N, D)``, weights ``(B, N)`` (positive) -> ``(B, D)``."""
+    weights = weights.to(tokens.dtype)
+    return (tokens * weights.unsqueeze(-1)).sum(1) / weights.sum(1, keepdim=True)
+
+
 class Mlp(nn.Module):
     """Linear -> GELU -> Linear."""
 
@@ -59,13 +65,18 @@ class LandmarkToImageAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, image: torch.Tensor, landmarks: torch.Tensor, return_attention: bool = False):
-        """image ``(B, N, D)``, landmarks ``(B, M, D)`` -> ``(B, M, D)`` (and attention ``(B, heads, M, N)``)."""
+    def forward(self, image: torch.Tensor, landmarks: torch.Tensor, return_attention: bool = False,
+                image_bias: torch.Tensor | None = None):
+        """image ``(B, N, D)``, landmarks ``(B, M, D)`` -> ``(B, M, D)`` (and attention ``(B, heads, M, N)``).
+        ``image_bias (B, N)``: added to every query's logits over the image tokens (log-visibility)."""
         b, n, d = image.shape
         k, v = self.kv(image).reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q = self.q(landmarks) if self.q is not None else landmarks
         q = q.reshape(b, -1, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, M, hd)
-        attention = ((q @ k.transpose(-2, -1)) * self.head_dim**-0.5).softmax(dim=-1)  # (B, heads, M, N)
+        logits = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5  # (B, heads, M, N)
+        if image_bias is not None:
+            logits = logits + image_bias[:, None, None, :].to(logits.dtype)
+        attention = logits.softmax(dim=-1)
         out = self.proj((attention @ v).transpose(1, 2).reshape(b, -1, d))
         return (out, attention) if return_attention else out
 
@@ -92,11 +103,11 @@ class CrossFusionBlock(nn.Module):
             self.scale = nn.Parameter(torch.ones(1))
             self.conv = nn.Conv1d(2 * tokens_per_side, 2 * tokens_per_side, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, image_bias: torch.Tensor | None = None) -> torch.Tensor:
         t = self.tokens_per_side
         image, landmarks = x[:, :t], x[:, t:]
         normed = self.norm1(x)
-        image = image + self.drop_path(self.attn_img(normed[:, :t], normed[:, t:]))
+        image = image + self.drop_path(self.attn_img(normed[:, :t], normed[:, t:], image_bias=image_bias))
         image = image + self.drop_path(self.mlp(self.norm2(image)))
         if not self.reintegrate:
             return torch.cat((image, landmarks), dim=1)
@@ -120,10 +131,11 @@ class PyramidBlock(nn.Module):
             self.upsample_m = nn.ConvTranspose1d(channels, channels, 2, 2)  # medium -> large
             self.upsample_s = nn.ConvTranspose1d(channels, channels, 2, 2)  # small -> medium
 
-    def forward(self, scales: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, scales: list[torch.Tensor], image_bias: torch.Tensor | None = None) -> list[torch.Tensor]:
         if not self.multi_scale:
-            return [self.block_l(scales[0])]
-        large, medium, small = self.block_l(scales[0]), self.block_m(scales[1]), self.block_s(scales[2])
+            return [self.block_l(scales[0], image_bias)]
+        large = self.block_l(scales[0], image_bias)
+        medium, small = self.block_m(scales[1], image_bias), self.block_s(scales[2], image_bias)
         medium = medium + self.upsample_s(small)
         large = large + self.upsample_m(medium)
         return [large, medium, small]
@@ -152,11 +164,21 @@ class MCM(nn.Module):
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
-    def forward(self, image_tokens: torch.Tensor, landmark_tokens: torch.Tensor) -> torch.Tensor:
-        image = torch.cat((image_tokens.mean(1, keepdim=True), image_tokens), dim=1) + self.pos_embed
+    def forward(self, image_tokens: torch.Tensor, landmark_tokens: torch.Tensor,
+                token_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``token_weights (B, T-1)`` in (0, 1], optional: how visible each image token is. The leading
+        token is then their weighted mean, and the landmarks' attention to image tokens is biased by
+        the log of the weights (the leading token counts as visible)."""
+        bias = None
+        if token_weights is None:
+            pooled = image_tokens.mean(1, keepdim=True)
+        else:
+            pooled = weighted_mean(image_tokens, token_weights).unsqueeze(1)
+            bias = torch.cat((token_weights.new_ones(token_weights.shape[0], 1), token_weights), 1).log()
+        image = torch.cat((pooled, image_tokens), dim=1) + self.pos_embed
         landmarks = torch.cat((landmark_tokens.mean(1, keepdim=True), landmark_tokens), dim=1)
         x = torch.cat((image, landmarks), dim=1)  # (B, 2T, D)
         scales = [x, self.downsample_m(x), self.downsample_s(x)] if self.multi_scale else [x]
         for block in self.blocks:
-            scales = block(scales)
+            scales = block(scales, bias)
         return self.norm(scales[0])[:, 0]

@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from orsanet.models.image_backbone import IMAGE_BACKBONES
-from orsanet.models.mcm import MCM
-from orsanet.models.priors import LANDMARK_SOURCES, PARSING_SOURCES, SOURCE_BACKENDS
+from orsanet.models.mcm import MCM, weighted_mean
+from orsanet.models.priors import LANDMARK_SOURCES, OCCLUDED_CLASS_SOURCES, PARSING_SOURCES, SOURCE_BACKENDS
 from orsanet.models.ssgm import SSGM
 
 MCM_DEPTHS = {"tiny": 2, "small": 4, "base": 6, "large": 8}
@@ -32,6 +33,8 @@ class ORSANetConfig:
 
     ``use_ssgm``, ``use_mcm``, ``multi_scale`` and ``landmark_reintegration`` switch off the
     parts the paper ablates in Table 6; ``query_projection`` is the paper-text variant of MCM.
+    ``mask_occluded`` (not in the paper) leaves what the parsing prior marks as occluded out of
+    the pooled image token and of MCM's attention; it needs a parsing source with that class.
     """
 
     num_classes: int = 7
@@ -49,6 +52,7 @@ class ORSANetConfig:
     landmark_reintegration: bool = True
     query_projection: bool = False
     input_size: int = 224
+    mask_occluded: bool = False
 
     def __post_init__(self) -> None:
         if self.size not in MCM_DEPTHS:
@@ -60,6 +64,9 @@ class ORSANetConfig:
         backends = {SOURCE_BACKENDS[s] for s in (self.landmark_source, self.parsing_source) if s in SOURCE_BACKENDS}
         if len(backends) > 1:
             raise ValueError(f"landmark and parsing sources read different prior backends ({', '.join(sorted(backends))})")
+        if self.mask_occluded and self.parsing_source not in OCCLUDED_CLASS_SOURCES:
+            raise ValueError(f"mask_occluded needs a parsing source with an occluded class "
+                             f"({', '.join(OCCLUDED_CLASS_SOURCES)}), got {self.parsing_source!r}")
 
     @property
     def depth(self) -> int:
@@ -69,7 +76,7 @@ class ORSANetConfig:
     def prior_backend(self) -> str | None:
         """The ``orsanet.priors`` backend whose raw priors the model reads (None: it extracts its own)."""
         used = {SOURCE_BACKENDS[source] for source, on in ((self.landmark_source, self.use_mcm),
-                                                            (self.parsing_source, self.use_ssgm))
+                                                            (self.parsing_source, self.use_ssgm or self.mask_occluded))
                 if on and source in SOURCE_BACKENDS}
         return used.pop() if used else None
 
@@ -83,6 +90,17 @@ class ORSANetConfig:
         if unknown:
             raise ValueError(f"unknown ORSANet config keys: {', '.join(unknown)}")
         return cls(**values)
+
+
+TOKEN_GRID = 7  # every image backbone gives a 7 x 7 grid: MCM's 49 image tokens
+
+
+def visible_weights(parsing_prior: torch.Tensor, floor: float = 0.01) -> torch.Tensor:
+    """How visible each image token is: ``1 - P(occluded)`` of the parsing prior ``(B, C, h, w)``
+    (its last class, ``orsanet.priors.occlusion_net.OCCLUDED``) averaged over the token's cell
+    -> ``(B, 49)`` in ``[floor, 1]`` (the floor keeps a wholly hidden face defined)."""
+    occluded = F.adaptive_avg_pool2d(parsing_prior[:, -1:].float(), TOKEN_GRID)  # (B, 1, 7, 7)
+    return (1 - occluded).flatten(1).clamp(floor, 1)
 
 
 class ORSANetOutput(NamedTuple):
@@ -117,7 +135,7 @@ class ORSANet(nn.Module):
         self.ssgm = SSGM(config.dim, config.dim, hidden=min(128, config.dim // 2)) if config.use_ssgm else None
         self.landmark_source = LANDMARK_SOURCES[config.landmark_source](config.dim) if config.use_mcm else None
         self.mcm = (
-            MCM(config.dim, config.depth, num_tokens=49, num_heads=config.num_heads, mlp_ratio=config.mlp_ratio,
+            MCM(config.dim, config.depth, num_tokens=TOKEN_GRID**2, num_heads=config.num_heads, mlp_ratio=config.mlp_ratio,
                 drop_path=config.drop_path, multi_scale=config.multi_scale,
                 query_projection=config.query_projection, reintegrate=config.landmark_reintegration)
             if config.use_mcm else None
@@ -135,16 +153,20 @@ class ORSANet(nn.Module):
         """images ``(B, 3, S, S)`` normalised; the raw priors of a model with a prior backend
         (``orsanet.priors.face_priors``; ``orsanet.FaceModel`` composes both). Network sources
         (the paper configuration) extract their priors from ``images`` when none are given."""
+        reads_parsing = self.ssgm is not None or self.config.mask_occluded
         if self.prior_backend is not None and (
-                (self.ssgm is not None and parsing_prior is None) or (self.mcm is not None and landmark_prior is None)):
+                (reads_parsing and parsing_prior is None) or (self.mcm is not None and landmark_prior is None)):
             raise ValueError(f"this model reads {self.prior_backend!r} priors: pass landmark_prior and parsing_prior "
                              "(orsanet.FaceModel computes them from the face crops)")
         grid = self.image_backbone(images)  # (B, D, 7, 7)
         if self.ssgm is not None:
             grid = self.ssgm(grid, self.parsing_source(images, parsing_prior))
         image_tokens = grid.flatten(2).transpose(1, 2)  # (B, 49, D)
+        weights = visible_weights(parsing_prior) if self.config.mask_occluded else None
         if self.mcm is not None:
-            features = self.mcm(image_tokens, self.landmark_source(images, landmark_prior))
+            features = self.mcm(image_tokens, self.landmark_source(images, landmark_prior), weights)
+        elif weights is not None:
+            features = weighted_mean(image_tokens, weights)  # the visible image tokens' mean
         else:
             features = image_tokens.mean(1)  # "w/o cross-interaction": classify the mean image token
         features = self.se_gate(features)

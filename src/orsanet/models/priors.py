@@ -142,6 +142,8 @@ LANDMARK_SOURCES = {"mobilefacenet": mobilefacenet_landmark_source, "mesh_heatma
                     "occlusion_net_heatmaps": occlusion_net_landmark_source}
 PARSING_SOURCES = {"swin_b": swin_parsing_source, "mesh_parsing": mesh_parsing_source,
                    "occlusion_net_parsing": occlusion_net_parsing_source}
+# Parsing sources whose raw prior ends with an "occluded" class (``ORSANetConfig.mask_occluded``).
+OCCLUDED_CLASS_SOURCES = ("occlusion_net_parsing",)
 # Sources without an extractor: their raw priors come from this backend of ``orsanet.priors.face_priors``.
 SOURCE_BACKENDS = {"mesh_heatmaps": "mesh", "mesh_parsing": "mesh",
                    "occlusion_net_heatmaps": "occlusion_net", "occlusion_net_parsing": "occlusion_net"}
