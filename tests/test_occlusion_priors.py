@@ -138,9 +138,10 @@ def test_training_stage_runs_resumes_and_measures(tmp_path):
     json.dumps(report)
 
 
-@pytest.fixture()
-def occlusion_model(tmp_path, monkeypatch):
-    """A small model on the occlusion-aware priors, with random prior-network weights."""
+@pytest.fixture(params=[False, True], ids=["plain", "mask_occluded"])
+def occlusion_model(tmp_path, monkeypatch, request):
+    """A small model on the occlusion-aware priors, with random prior-network weights (with and
+    without ``mask_occluded``)."""
     from orsanet.checkpoint import save_model
     from orsanet.contract import InputContract
     from orsanet.labels import dataset_label_names
@@ -152,7 +153,7 @@ def occlusion_model(tmp_path, monkeypatch):
     monkeypatch.setenv("ORSANET_OCCLUSION_PRIORS", str(weights))
     labels = dataset_label_names("ferplus")
     model = ORSANet(compact_config(len(labels), dim=32, num_heads=4, landmark_source="occlusion_net_heatmaps",
-                                   parsing_source="occlusion_net_parsing"), labels)
+                                   parsing_source="occlusion_net_parsing", mask_occluded=request.param), labels)
     return save_model(tmp_path / "model.safetensors", model, labels, InputContract(56, color="gray"))
 
 
