@@ -396,8 +396,8 @@ def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike | N
     ``source`` says where they come from), else on ``count`` generated cartoon faces (``generated_faces``).
     ``method``: ``minmax`` (the default) or ``percentile`` (99.999 %) activation ranges. Measured on
     FERPlus test, calibrated on 512 FERPlus Valid faces, top-1 agreement with the float graph: the
-    default model (occlusion-aware priors) 99.55 % with ``minmax``, 99.36 % with ``percentile``
-    (99.43 % on 1,024 faces); the previous, mesh-prior default 99.33 / 99.59 %. ``op_types``: the operator types to quantise (default: all that ONNX Runtime
+    default model 99.23 % with ``minmax``, 99.39 % with ``percentile`` (the previous default 99.55 /
+    99.36 %; the mesh-prior default 99.33 / 99.59 %). ``op_types``: the operator types to quantise (default: all that ONNX Runtime
     can). The metadata is carried over
     (``quantization`` says how; ``mesh_graph`` still names the float mesh graph)."""
     import logging
