@@ -179,6 +179,7 @@ def test_mask_occluded_leaves_hidden_tokens_out_of_pooling_and_attention():
     bias = torch.cat((torch.ones(1, 1), flat), 1).log()
     _, plain = attn(image, queries, return_attention=True)
     _, biased = attn(image, queries, return_attention=True, image_bias=bias)
+
     def hidden_to_visible(attention):
         return attention[..., 29:].sum(-1) / attention[..., :29].sum(-1)
 
