@@ -53,8 +53,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     images = ferplus_test_images(args.data, args.faces)
-    specs = list(args.models)
     with tempfile.TemporaryDirectory() as folder:
+        contenders = []  # each of our models (and its channels-last copy), then their graphs, then the peers
+        for model in args.models:
+            contenders.append(HarnessModel.load(model))
+            if args.channels_last:
+                contenders.append(HarnessModel.load(model, channels_last=True))
+                contenders[-1].name += "-channels-last"
+        specs = []
         if args.onnx:
             from orsanet.export import export_onnx, int8_graph_path
 
@@ -64,12 +70,7 @@ def main(argv: list[str] | None = None) -> None:
                 specs += [str(graph), str(int8_graph_path(graph))]
         if not args.no_peers:
             specs += PEERS
-        contenders = [HarnessModel.load(spec) for spec in specs]
-        if args.channels_last:
-            for k, model in enumerate(args.models):
-                contender = HarnessModel.load(model, channels_last=True)
-                contender.name += "-channels-last"
-                contenders.insert(2 * k + 1, contender)
+        contenders += [HarnessModel.load(spec) for spec in specs]
         print(f"{len(images)} FERPlus test images, {args.threads} threads, torch {torch.__version__}")
         header = f"{'model':<42} {'input':>10} " + " ".join(f"{'batch ' + str(b) + ' ms/face':>18}" for b in args.batches)
         print(header)
