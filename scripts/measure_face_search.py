@@ -14,8 +14,9 @@
 
 The presence is measured as ``orsanet predict`` measures it: the face mesh on the face's frame, cut
 and resized by the default model's input contract. ``--model M`` measures M's prior backend's
-face score instead (the occlusion-aware prior network's is near 1 on faceless textures, which is
-why predict confirms with the mesh).
+face score instead (the occlusion-aware prior network's, refitted on faceless photos, still scores
+some tiles of faceless photos and face fragments above ``CANDIDATE_SCORE``, which is why predict
+confirms with the mesh).
 """
 
 from __future__ import annotations

@@ -70,13 +70,10 @@ def main() -> None:
         import hashlib
         import shutil
 
-        from safetensors import safe_open
-
-        from orsanet.priors.occlusion_net import DEFAULT_WEIGHTS
+        from orsanet.priors.occlusion_net import DEFAULT_WEIGHTS, prior_net_info
 
         weights = args.prior_run / "occlusion-priors.safetensors"
-        with safe_open(str(weights), "pt") as handle:
-            info = json.loads((handle.metadata() or {}).get("info", "{}"))
+        info = prior_net_info(weights)
         prior_minutes = info.get("minutes", 0.0) + args.prior_minutes
         provenance["prior_weights"] = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         provenance["prior_stage_minutes"] = round(prior_minutes, 2)
@@ -84,6 +81,8 @@ def main() -> None:
         measured = args.prior_run / "measured.json"
         if measured.is_file():
             metrics["prior_net"] = json.loads(measured.read_text())
+        if "face_score" in info:  # share of held-out faces and non-faces its face score calls a face
+            metrics.setdefault("prior_net", {})["face_score"] = info["face_score"]["held_out"]
         if weights.resolve() != DEFAULT_WEIGHTS.resolve():
             shutil.copyfile(weights, DEFAULT_WEIGHTS)
     contract = dataclasses.replace(metadata.contract, color=args.color)

@@ -221,6 +221,20 @@ def test_int8_graph_keeps_the_top1_class_of_the_example_face(default_export, exa
 
 
 @needs_default
+def test_int8_graph_keeps_the_backbones_full_and_half_resolution_layers_float(default_export):
+    float_nodes = set(read_onnx_metadata(int8_graph_path(default_export))["quantization"]["float_nodes"])
+    assert float_nodes and all("/image_backbone/" in name for name in float_nodes)
+    assert "/model/image_backbone/trunk/trunk.0/Conv" in float_nodes  # the stem, at the input's width
+    graph = onnx.load(str(int8_graph_path(default_export))).graph
+    made_by = {output: node.op_type for node in graph.node for output in node.output}
+    convs = {node.name: node for node in graph.node if node.op_type == "Conv" and "/image_backbone/" in node.name}
+    weight_source = {name: made_by.get(node.input[1], "initializer") for name, node in convs.items()}
+    assert {weight_source[name] for name in float_nodes & convs.keys()} == {"initializer"}
+    assert {weight_source[name] for name in convs.keys() - float_nodes} == {"DequantizeLinear"}
+    assert convs.keys() - float_nodes  # the deeper stages are quantised
+
+
+@needs_default
 def test_fixed_batch_export_runs_face_by_face(tmp_path, example_crop):
     path = export_onnx("default", tmp_path / "fixed.onnx", dynamic_batch=False)
     assert [d for d in session(path).get_inputs()[0].shape] == [1, 3, 56, 56]

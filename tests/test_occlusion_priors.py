@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from data_fakes import make_ferplus
+from safetensors.torch import load_file
 
 from orsanet.priors.face_priors import PRIOR_BACKENDS, MeshPriors, prior_backend
 from orsanet.priors.occlusion_net import (
@@ -17,11 +18,13 @@ from orsanet.priors.occlusion_net import (
     PART_MIRROR,
     OcclusionNetPriors,
     OcclusionPriorNet,
+    prior_net_info,
 )
 from orsanet.priors.occlusion_net_training import (
     PriorNetRecipe,
     clean_targets,
     measure_prior_net,
+    photos_dir,
     prior_net_loss,
     shuffled_tiles,
     train_prior_net,
@@ -125,13 +128,23 @@ def test_training_stage_runs_resumes_and_measures(tmp_path):
                                                "valid": [[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]] * 4,
                                                "test": [[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]] * 2})
     recipe = PriorNetRecipe(root=str(root), output_dir=str(tmp_path / "run"), width=8, epochs=2, batch_size=8,
-                            save_every=1, prior_cache=str(tmp_path / "cache"))
+                            save_every=1, prior_cache=str(tmp_path / "cache"), face_crops=4)
     first = train_prior_net(recipe, max_minutes=1e-9)  # stops after one step, resumably
     assert not first.is_file() and (tmp_path / "run" / "prior-net-state.pt").is_file()
     weights = train_prior_net(recipe, resume=True)
     assert weights.is_file()
     state = torch.load(tmp_path / "run" / "prior-net-state.pt", weights_only=True)
     assert state["step"] == 4
+    if photos_dir() is not None:  # the face score was refitted on faceless photos, and nothing else changed
+        shipped = load_file(weights)
+        changed = {key for key in shipped if not torch.equal(shipped[key], state["model"][key])}
+        assert changed == {"global_head.weight", "global_head.bias"}
+        for key in changed:
+            rows = (shipped[key] != state["model"][key]).reshape(len(shipped[key]), -1).any(1).nonzero().flatten()
+            assert rows.tolist() == [NUM_PARTS]  # the face score's row only
+        refit = prior_net_info(weights)["face_score"]
+        assert refit["sizes"] == [56, 64] and set(refit["held_out"]["56"]) == {
+            "valid_faces", "valid_occluded_faces", "lfw_faces", "lfw_non_faces", "held_out_photo_crops"}
     report = measure_prior_net(str(root), weights, kinds=("square",), prior_cache=str(tmp_path / "cache"))
     assert set(report["square"]) >= {"occluder_iou", "parsing_agreement", "mesh_agreement", "mesh_found"}
     assert 0 <= report["square"]["occluder_iou"] <= 1

@@ -34,8 +34,9 @@ class FacePipeline:
         # mesh for models that extract their priors themselves.
         self.backend = face.priors or MeshPriors(face.device)
         # Tile candidates are confirmed by the face mesh's presence whatever the model's priors: the
-        # occlusion-aware prior network's face score, taught without real non-faces, is near 1 on
-        # faceless pictures (scripts/measure_face_search.py: 0.99 on textures where the mesh gives <= 0.04).
+        # occlusion-aware prior network's face score, even refitted on real faceless photos, gives
+        # tiles of a held-out faceless photo up to 0.58 and face fragments up to 0.84, where the mesh
+        # gives <= 0.04 (scripts/measure_face_search.py --model default --faceless DIR).
         self.confirmer = self.backend if isinstance(self.backend, MeshPriors) else MeshPriors(face.device)
 
     def given_faces(self, boxes) -> list[FoundFace]:

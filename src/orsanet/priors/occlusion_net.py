@@ -61,22 +61,35 @@ class OcclusionPriorNet(nn.Module):
         self.dense_head = nn.Conv2d(w1, NUM_CLASSES + NUM_PARTS, 1)
         self.global_head = nn.Linear(w3, NUM_PARTS + 1)
 
-    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The encoder's features at 28, 14 and 7 px: ``(B, w, 28, 28)``, ``(B, 2w, 14, 14)``, ``(B, 4w, 7, 7)``."""
         grey = pixels.float().mean(1, keepdim=True)
         x = grey
         if tuple(grey.shape[-2:]) != (NET_SIZE, NET_SIZE):  # skipped where it is the identity: then the
             # network also exports to ONNX opset 17, which has no antialiased resize
             x = F.interpolate(grey, size=(NET_SIZE, NET_SIZE), mode="bilinear", align_corners=False, antialias=True)
-        x = (x - 0.5) / 0.25
-        f1 = self.down1(x)
+        f1 = self.down1((x - 0.5) / 0.25)
         f2 = self.down2(f1)
-        f3 = self.down3(f2)
+        return f1, f2, self.down3(f2)
+
+    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        f1, f2, f3 = self.encode(pixels)
         u2 = self.up2(torch.cat([F.interpolate(f3, size=f2.shape[-2:], mode="bilinear", align_corners=False), f2], 1))
         u1 = self.up1(torch.cat([F.interpolate(u2, size=f1.shape[-2:], mode="bilinear", align_corners=False), f1], 1))
         dense = self.dense_head(u1)
         pooled = self.global_head(f3.mean((2, 3)))
         return {"parsing": dense[:, :NUM_CLASSES], "heatmaps": dense[:, NUM_CLASSES:],
                 "visibility": pooled[:, :NUM_PARTS], "face": pooled[:, NUM_PARTS]}
+
+
+def prior_net_info(path: str | Path) -> dict:
+    """The training record in a prior-network weights file's metadata (recipe, minutes, ``face_score``)."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return json.loads((handle.metadata() or {}).get("info", "{}"))
 
 
 def load_prior_net(path: str | Path = DEFAULT_WEIGHTS, device: torch.device | str = "cpu") -> OcclusionPriorNet:

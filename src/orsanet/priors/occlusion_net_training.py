@@ -12,6 +12,12 @@ most faces with the realistic generators or a random box. The targets come from 
 
 Faces on which the mesh found nothing train the occluded class and the face score only.
 A run is resumable: the state is written atomically every ``save_every`` steps and at the end.
+
+Shuffled tiles are no real non-faces: the trained face score stays near 1 on any picture. So the
+stage ends with ``refit_face_score``: the face score's weights alone (one row of the global head,
+on the frozen encoder's pooled features) are fitted again by logistic regression, faces (clean and
+occluded FERPlus training faces) against crops of real faceless photos (``FACELESS_PHOTOS``) and
+the tiles. Every other output, hence every prior the classifier reads, is left as it was.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from orsanet.fileio import atomic_path
 from orsanet.models.mesh_priors import GROUP_OF_POINT, GROUP_POINTS, part_heatmaps
 from orsanet.priors.face_priors import PRIOR_SIZE, MeshPriors
 from orsanet.priors.occlusion_net import (
+    NET_SIZE,
     NUM_CLASSES,
     NUM_PARTS,
     OCCLUDED,
@@ -43,6 +50,13 @@ STATE_FILE = "prior-net-state.pt"
 WEIGHTS_FILE = "occlusion-priors.safetensors"
 # The occluders the network learns from: every realistic kind, the paper's squares and part regions.
 TRAIN_KINDS = {"realistic": 0.6, "square": 0.25, "regions": 0.15}
+# Photos of scikit-image's wheel without a human face (``astronaut`` and ``camera`` show one): the
+# face score's real negatives. Three others are held out to measure it, with the 100 non-faces and
+# 100 faces of its LFW subset (25 px grey crops).
+FACELESS_PHOTOS = ("brick", "cell", "chelsea", "chessboard_GRAY", "clock_motion", "coffee", "coins", "color", "grass",
+                   "gravel", "horse", "ihc", "logo", "microaneurysms", "moon", "motorcycle_left", "page", "phantom",
+                   "text")
+HELD_OUT_PHOTOS = ("hubble_deep_field.jpg", "retina.jpg", "rocket.jpg")
 
 
 @dataclass
@@ -60,6 +74,8 @@ class PriorNetRecipe:
     seed: int = 0
     save_every: int = 100
     prior_cache: str = "~/.cache/orsanet/priors"
+    face_faces: int = 3000        # face score refit: training faces (clean, and as many occluded)
+    face_crops: int = 200         # and crops per faceless photo
 
 
 def clean_targets(mesh: MeshPriors, geometry: dict, hidden: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -187,9 +203,145 @@ def train_prior_net(recipe: PriorNetRecipe, resume: bool = False, max_minutes: f
     bar.close()
     weights = out_dir / WEIGHTS_FILE
     if step >= total:
-        write_weights(network, weights, {"recipe": asdict(recipe), "minutes": round(spent, 2), "steps": step})
-        log.info("prior net trained: %d steps in %.1f minutes -> %s", step, spent, weights)
+        info = {"recipe": asdict(recipe), "minutes": round(spent, 2), "steps": step}
+        if photos_dir() is not None:
+            started_refit = time.perf_counter()
+            info["face_score"] = refit_face_score(network.eval(), recipe, train, geometry, recipe.face_faces,
+                                                  recipe.face_crops)
+            info["minutes"] = round(spent + (time.perf_counter() - started_refit) / 60, 2)
+        else:
+            log.warning("scikit-image is not installed: the face score keeps its shuffled-tile training "
+                        "(it is then no face detector)")
+        write_weights(network, weights, info)
+        log.info("prior net trained: %d steps in %.1f minutes -> %s", step, info["minutes"], weights)
     return weights
+
+
+def photos_dir() -> Path | None:
+    """scikit-image's folder of shipped sample photos, or None without scikit-image."""
+    try:
+        import skimage.data
+    except ImportError:
+        return None
+    return Path(skimage.data.__file__).parent
+
+
+def photo_crops(paths: list[Path], per_photo: int, contract: InputContract, seed: int = 0) -> torch.Tensor:
+    """``per_photo`` random squares of each photo (sides 10-100 % of its shorter edge, at least 12 px),
+    as the contract cuts them: ``(N, 3, S, S)`` in [0, 1]."""
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(seed)
+    crops = []
+    for path in paths:
+        photo = Image.open(path).convert("RGB")
+        width, height = photo.size
+        for u in torch.rand(per_photo, 3, generator=generator).tolist():
+            side = max(12.0, (0.1 + 0.9 * u[0]) * min(width, height))
+            x0, y0 = u[1] * (width - side), u[2] * (height - side)
+            crops.append(contract.pixels(photo.crop((round(x0), round(y0), round(x0 + side), round(y0 + side)))))
+    return torch.stack(crops)
+
+
+def pooled_features(network: OcclusionPriorNet, pixels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """What the global head reads: the deepest encoder features averaged over the grid, ``(N, 4w)``."""
+    with torch.no_grad():
+        return torch.cat([network.encode(pixels[i:i + batch_size])[2].mean((2, 3))
+                          for i in range(0, len(pixels), batch_size)])
+
+
+def occluded_faces(dataset, geometry: dict, contract: InputContract, count: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """``count`` faces of ``dataset`` drawn at random (seeded): clean, and each hidden by a realistic
+    occluder or a square (``(count, 3, S, S)`` each)."""
+    from orsanet.occlusion import OcclusionAugment
+
+    mesh = MeshPriors()
+    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
+    clean = load_batch(dataset, contract, indices)
+    picked = {key: value[indices] for key, value in geometry.items()}
+    occlusion = OcclusionAugment({"realistic": 0.6, "square": 0.4}, p=1.0, generator=torch.Generator().manual_seed(seed))
+    occluded, _ = occlusion(clean, mesh.points(picked), mesh.valid(picked))
+    return clean, occluded
+
+
+def refit_face_score(network: OcclusionPriorNet, recipe: PriorNetRecipe, train, geometry: dict, faces: int = 3000,
+                     per_photo: int = 200, face_share: float = 0.7) -> dict:
+    """Fit the face score's row of ``network.global_head`` again (in place): logistic regression of
+    ``faces`` clean and as many occluded training faces against ``per_photo`` crops of each of
+    ``FACELESS_PHOTOS`` and the faces' shuffled tiles (photos and tiles weigh alike), all cut at the
+    network's own size and at the recipe's; faces weigh ``face_share`` of the loss; a small L2 term
+    pulls towards the old row. Returns what ``measure_face_score`` measures before and after."""
+    sizes = sorted({NET_SIZE, recipe.input_size})
+    sets: list[list[torch.Tensor]] = [[], [], []]  # features of faces, photo crops, tiles
+    for size in sizes:
+        contract = InputContract(input_size=size, color="gray")
+        clean, occluded = occluded_faces(train, geometry, contract, faces, recipe.seed + 1)
+        photos = photo_crops([photos_dir() / f"{name}.png" for name in FACELESS_PHOTOS], per_photo, contract,
+                             recipe.seed)
+        tiles = shuffled_tiles(clean, torch.Generator().manual_seed(recipe.seed))
+        for kept, pixels in zip(sets, (torch.cat([clean, occluded]), photos, tiles)):
+            kept.append(pooled_features(network, pixels))
+    faces_x, photos_x, tiles_x = (torch.cat(kept) for kept in sets)
+    features = torch.cat([faces_x, photos_x, tiles_x])
+    is_face = torch.cat([torch.ones(len(faces_x)), torch.zeros(len(photos_x) + len(tiles_x))])
+    weight = torch.cat([torch.full((len(faces_x),), face_share / len(faces_x)),
+                        torch.full((len(photos_x),), (1 - face_share) / 2 / len(photos_x)),
+                        torch.full((len(tiles_x),), (1 - face_share) / 2 / len(tiles_x))])
+    head = network.global_head
+
+    def measured() -> dict[int, dict[str, float]]:
+        return {size: measure_face_score(network, recipe.root, size, faces // 2, per_photo, recipe.prior_cache)
+                for size in sizes}
+
+    before = measured()
+    start = torch.cat([head.weight[NUM_PARTS], head.bias[NUM_PARTS:NUM_PARTS + 1]]).detach()
+    row = start.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([row], max_iter=500, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = features @ row[:-1] + row[-1]
+        value = (F.binary_cross_entropy_with_logits(logits, is_face, reduction="none") * weight).sum()
+        value = value + 1e-3 * (row[:-1] - start[:-1]).pow(2).sum()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    with torch.no_grad():
+        head.weight[NUM_PARTS] = row[:-1]
+        head.bias[NUM_PARTS] = row[-1]
+    after = measured()
+    for size in sizes:
+        log.info("face score refitted; held out at %d px, share scored a face (>= 0.5) before -> after: %s", size,
+                 ", ".join(f"{key} {before[size][key]:.3f} -> {after[size][key]:.3f}" for key in after[size]))
+    return {"faces": len(faces_x), "photo_crops": len(photos_x), "tiles": len(tiles_x), "face_share": face_share,
+            "sizes": sizes, "photos": list(FACELESS_PHOTOS), "held_out_before": before, "held_out": after}
+
+
+def measure_face_score(network: OcclusionPriorNet, root: str, size: int = NET_SIZE, faces: int = 1500,
+                       per_photo: int = 200, prior_cache: str = PriorNetRecipe.prior_cache) -> dict[str, float]:
+    """Share of each held-out set, cut at ``size`` px, that the network's face score calls a face
+    (>= 0.5): FERPlus Valid faces clean and occluded, the LFW subset's faces and non-faces, and
+    crops of ``HELD_OUT_PHOTOS``."""
+    import numpy as np
+    from PIL import Image
+
+    from orsanet.priors.cache import cached_geometry
+
+    contract = InputContract(input_size=size, color="gray")
+    valid = open_split(root, "valid")
+    # the mesh points (in [0, 1] of the crop) that place the occluders: those of the recipe's crop
+    geometry = cached_geometry(valid, MeshPriors(), InputContract(input_size=PriorNetRecipe.input_size, color="gray"),
+                               Path(prior_cache).expanduser())
+    clean, occluded = occluded_faces(valid, geometry, contract, faces, seed=2)
+    lfw = np.load(photos_dir() / "lfw_subset.npy")  # (200, 25, 25) in [0, 1]: 100 faces, then 100 non-faces
+    lfw = torch.stack([contract.pixels(Image.fromarray((image * 255).round().astype(np.uint8))) for image in lfw])
+    photos = photo_crops([photos_dir() / name for name in HELD_OUT_PHOTOS], per_photo, contract, seed=1)
+    sets = {"valid_faces": clean, "valid_occluded_faces": occluded, "lfw_faces": lfw[:100],
+            "lfw_non_faces": lfw[100:], "held_out_photo_crops": photos}
+    head = network.global_head
+    return {name: round(float(((pooled_features(network, pixels) @ head.weight[NUM_PARTS] + head.bias[NUM_PARTS])
+                               >= 0).float().mean()), 4) for name, pixels in sets.items()}
 
 
 def write_weights(network: OcclusionPriorNet, path: Path, info: dict) -> None:
