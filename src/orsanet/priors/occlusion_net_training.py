@@ -290,8 +290,7 @@ def refit_face_score(network: OcclusionPriorNet, recipe: PriorNetRecipe, train, 
     head = network.global_head
 
     def measured() -> dict[int, dict[str, float]]:
-        return {size: measure_face_score(network, recipe.root, size, faces // 2, per_photo, recipe.prior_cache)
-                for size in sizes}
+        return {size: measure_face_score(network, recipe, size, faces // 2, per_photo) for size in sizes}
 
     before = measured()
     start = torch.cat([head.weight[NUM_PARTS], head.bias[NUM_PARTS:NUM_PARTS + 1]]).detach()
@@ -318,21 +317,21 @@ def refit_face_score(network: OcclusionPriorNet, recipe: PriorNetRecipe, train, 
             "sizes": sizes, "photos": list(FACELESS_PHOTOS), "held_out_before": before, "held_out": after}
 
 
-def measure_face_score(network: OcclusionPriorNet, root: str, size: int = NET_SIZE, faces: int = 1500,
-                       per_photo: int = 200, prior_cache: str = PriorNetRecipe.prior_cache) -> dict[str, float]:
+def measure_face_score(network: OcclusionPriorNet, recipe: PriorNetRecipe, size: int = NET_SIZE, faces: int = 1500,
+                       per_photo: int = 200) -> dict[str, float]:
     """Share of each held-out set, cut at ``size`` px, that the network's face score calls a face
-    (>= 0.5): FERPlus Valid faces clean and occluded, the LFW subset's faces and non-faces, and
-    crops of ``HELD_OUT_PHOTOS``."""
+    (>= 0.5): ``faces`` FERPlus Valid faces (of ``recipe.root``) clean and occluded, the LFW subset's
+    faces and non-faces, and ``per_photo`` crops of each of ``HELD_OUT_PHOTOS``."""
     import numpy as np
     from PIL import Image
 
     from orsanet.priors.cache import cached_geometry
 
     contract = InputContract(input_size=size, color="gray")
-    valid = open_split(root, "valid")
+    valid = open_split(recipe.root, "valid")
     # the mesh points (in [0, 1] of the crop) that place the occluders: those of the recipe's crop
-    geometry = cached_geometry(valid, MeshPriors(), InputContract(input_size=PriorNetRecipe.input_size, color="gray"),
-                               Path(prior_cache).expanduser())
+    geometry = cached_geometry(valid, MeshPriors(), InputContract(input_size=recipe.input_size, color="gray"),
+                               Path(recipe.prior_cache).expanduser())
     clean, occluded = occluded_faces(valid, geometry, contract, faces, seed=2)
     lfw = np.load(photos_dir() / "lfw_subset.npy")  # (200, 25, 25) in [0, 1]: 100 faces, then 100 non-faces
     lfw = torch.stack([contract.pixels(Image.fromarray((image * 255).round().astype(np.uint8))) for image in lfw])
