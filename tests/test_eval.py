@@ -120,3 +120,34 @@ def test_eval_crop_detect_frames_faces_like_predict_and_lists_faceless_images(tm
     assert report["num_images"] == 1 and report["per_image"]["names"] == ["happiness/face.jpg"]
     assert [Path(p).name for p in report["dataset"]["images_without_face"]] == ["wall.jpg"]
     assert "no face found in 1 images" in capsys.readouterr().out
+
+
+def test_prior_ablation_gives_no_priors_or_another_faces(tmp_path, monkeypatch):
+    from orsanet.contract import InputContract
+    from orsanet.models import compact_config
+    from orsanet.priors.occlusion_net import OcclusionPriorNet
+    from orsanet.priors.occlusion_net_training import write_weights
+
+    root = make_tree(tmp_path / "data")
+    torch.manual_seed(0)
+    weights = tmp_path / "priors.safetensors"
+    write_weights(OcclusionPriorNet(width=8), weights, {})
+    monkeypatch.setenv("ORSANET_OCCLUSION_PRIORS", str(weights))
+    labels = dataset_label_names("ferplus")
+    model = ORSANet(compact_config(len(labels), dim=32, num_heads=4, landmark_source="occlusion_net_heatmaps",
+                                   parsing_source="occlusion_net_parsing"), labels)
+    path = save_model(tmp_path / "m.safetensors", model, labels, InputContract(56, color="gray"))
+
+    def probabilities(priors: str, batch_size: int = 16) -> torch.Tensor:
+        report = evaluate(str(path), str(root), "folder", "test", num_workers=0, per_image=True, priors=priors,
+                          batch_size=batch_size)
+        assert report["priors"] == priors
+        return torch.tensor(report["per_image"]["probabilities"])
+
+    measured = probabilities("measured")
+    assert not torch.allclose(probabilities("empty"), measured, atol=1e-6)
+    assert not torch.allclose(probabilities("shuffled"), measured, atol=1e-6)
+    assert torch.allclose(probabilities("shuffled", batch_size=1), measured, atol=1e-6)  # alone in its batch: its own
+    plain = save_model(tmp_path / "plain.safetensors", tiny_model(labels), labels)
+    with pytest.raises(ValueError, match="no prior backend"):
+        evaluate(str(plain), str(root), "folder", "test", num_workers=0, priors="empty")

@@ -127,7 +127,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--occlusion areas must lie between 0 and 1, got {args.occlusion}")
     report = evaluate(args.model, args.data, args.kind, args.split, args.subset, args.label_mode, args.batch_size,
                       args.workers, args.device, occlusion, args.json, flip=args.flip, crop=args.crop,
-                      min_face=args.min_face, per_image=args.per_image, backend=args.backend, **_speed(args))
+                      min_face=args.min_face, per_image=args.per_image, backend=args.backend, priors=args.priors,
+                      **_speed(args))
     print(f"{report['num_images']} images: accuracy {report['accuracy']:.4f}, mean class accuracy "
           f"{report['mean_class_accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}")
     if report["dataset"]["images_without_face"]:
@@ -416,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--occlusion", help="also under random-square occlusion of these areas, e.g. 0.1,0.2,0.3")
     evaluate.add_argument("--flip", action="store_true",
                           help="test-time augmentation: average each face's prediction with its mirror image's")
+    evaluate.add_argument("--priors", choices=("measured", "empty", "shuffled"), default="measured",
+                          help="ablation: give the model no priors (empty) or another face's (shuffled, the "
+                               "previous face of the batch) instead of its own (measured, the default)")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--workers", type=int, default=2)
     evaluate.add_argument("--device", default="cpu")

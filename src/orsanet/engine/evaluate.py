@@ -26,17 +26,26 @@ from orsanet.transforms import occlude_square, square_positions
 
 log = logging.getLogger(__name__)
 CROPS = ("none", "detect")
+# What the model is given as priors at test time: what its backend measures on each face, nothing
+# (the backend's empty geometry: as where the prior fails), or another face's (the next in the batch).
+PRIOR_MODES = ("measured", "empty", "shuffled")
 
 
 @torch.no_grad()
 def collect_predictions(face: FaceModel, loader: DataLoader, max_batches: int | None = None, desc: str = "eval",
-                        amp_dtype=None, show: bool = True, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                        amp_dtype=None, show: bool = True, flip: bool = False,
+                        priors: str = "measured") -> tuple[torch.Tensor, torch.Tensor]:
     """Float logits ``(N, C)`` and targets (``(N,)`` or soft ``(N, C)``) on the CPU.
 
     ``loader`` yields contract pixels with their targets, and optionally their cached geometry
     (training's validation); otherwise the priors are measured on the pixels, as ``predict`` does.
-    ``flip``: average with the logits of the mirrored faces (``FaceModel.logits``).
+    ``flip``: average with the logits of the mirrored faces (``FaceModel.logits``). ``priors``: one
+    of ``PRIOR_MODES`` (an ablation: does the model read its priors?).
     """
+    if priors not in PRIOR_MODES:
+        raise ValueError(f"priors must be one of {', '.join(PRIOR_MODES)}, got {priors!r}")
+    if priors != "measured" and face.priors is None:
+        raise ValueError(f"--priors {priors}: this model has no prior backend to take its priors from")
     all_logits, all_targets = [], []
     device = face.device
     total = min(len(loader), max_batches or len(loader))
@@ -44,11 +53,21 @@ def collect_predictions(face: FaceModel, loader: DataLoader, max_batches: int | 
         if max_batches and step >= max_batches:
             break
         pixels, geometry, targets = split_batch(batch)
+        if priors != "measured":
+            geometry = ablated_priors(face, pixels.to(device), geometry, priors)
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else torch.autocast(device.type, enabled=False):
             logits = face.logits(pixels.to(device), geometry, flip=flip)
         all_logits.append(logits.float().cpu())
         all_targets.append(targets.cpu())
     return torch.cat(all_logits), torch.cat(all_targets)
+
+
+def ablated_priors(face: FaceModel, pixels: torch.Tensor, geometry, mode: str):
+    """The geometry of ``mode`` (``empty`` or ``shuffled``) for a batch of pixels ``(B, 3, S, S)``."""
+    if mode == "empty":
+        return face.priors.empty(len(pixels), pixels.device)
+    measured = geometry if geometry is not None else face.measure(pixels)
+    return {key: value.roll(1, 0) for key, value in measured.items()}  # face i gets face i-1's priors
 
 
 def file_sha256(path: Path) -> str:
@@ -192,14 +211,15 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
              label_mode: str = "majority", batch_size: int = 64, num_workers: int = 2, device: str = "cpu",
              occlusion: tuple[float, ...] = (), json_out: str | None = None, max_batches: int | None = None,
              flip: bool = False, crop: str = "none", min_face: float = 20.0, per_image: bool = False,
-             backend: str = "auto", **speed) -> dict:
+             backend: str = "auto", priors: str = "measured", **speed) -> dict:
     """Evaluate a model file on one split; optionally under the paper's random-square occlusion,
     and with ``flip`` averaging each face's logits with its mirror image's.
 
     ``crop``: ``none`` (the images are face crops: resized whole, as training did) or ``detect``
     (photos: the most confident face is found and framed as ``predict`` frames faces; images without
     a face are left out and listed). ``per_image``: the report also holds every image's name and class
-    probabilities (clean run). ``backend``: ``pytorch``, or ``onnxruntime`` for an exported ``.onnx``
+    probabilities (clean run). ``priors``: ``measured`` (as ``predict``), or an ablation: ``empty``
+    (no priors) or ``shuffled`` (each face given another face's). ``backend``: ``pytorch``, or ``onnxruntime`` for an exported ``.onnx``
     graph (``auto``: by the file's suffix); ``speed``: ``amp``, ``channels_last``, ``compile`` (``FaceModel``).
     Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
     """
@@ -250,7 +270,8 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
         loader = DataLoader(Subset(split_data, mine) if context.enabled else split_data, batch_size=batch_size,
                             num_workers=num_workers)
         logits, targets = collect_predictions(face, loader, max_batches, show=context.is_main, flip=flip,
-                                              desc=f"eval {split or ''}" + (f" occlusion {area:.0%}" if area else ""))
+                                              desc=f"eval {split or ''}" + (f" occlusion {area:.0%}" if area else ""),
+                                              priors=priors)
         if context.enabled:
             logits, targets = gather_in_order(context, mine, logits, targets)
         metrics = ClassificationMetrics(label_names)
@@ -261,7 +282,7 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
     report.update({
         "model": str(path), "checkpoint_sha256": file_sha256(path), "config": model_metadata(face)["config"],
         "backend": type(face).__name__,
-        "input_contract": face.contract.to_dict(), "test_time_flip": flip,
+        "input_contract": face.contract.to_dict(), "test_time_flip": flip, "priors": priors,
         "dataset": {"kind": kind, "root": str(data_root), "split": split, "label_mode": label_mode,
                     "subset": subset, "crop": crop, "images_in_split": len(dataset),
                     "unreadable_images": list(dataset.skipped), "images_without_face": faceless},
