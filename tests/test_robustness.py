@@ -205,3 +205,28 @@ def test_limit_keeps_each_class_share_and_bad_input_is_one_line(tree, model_file
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert main(["robustness", "peer:nobody", str(tree)]) == 2
     assert "unknown peer" in capsys.readouterr().err
+
+
+def test_prior_ablations_run_beside_the_model(tree, model_file, tmp_path, monkeypatch, capsys):
+    from orsanet.contract import InputContract
+    from orsanet.models import compact_config
+    from orsanet.priors.occlusion_net import OcclusionPriorNet
+    from orsanet.priors.occlusion_net_training import write_weights
+
+    torch.manual_seed(0)
+    weights = tmp_path / "priors.safetensors"
+    write_weights(OcclusionPriorNet(width=8), weights, {})
+    monkeypatch.setenv("ORSANET_OCCLUSION_PRIORS", str(weights))
+    model = ORSANet(compact_config(len(FERPLUS_LABELS), dim=32, num_heads=4, landmark_source="occlusion_net_heatmaps",
+                                   parsing_source="occlusion_net_parsing"), list(FERPLUS_LABELS))
+    path = save_model(tmp_path / "priored.safetensors", model, list(FERPLUS_LABELS), InputContract(56, color="gray"))
+    specs = [str(path), f"empty-priors:{path}", f"shuffled-priors:{path}"]
+    report = robustness(specs, str(tree), settings="medical_mask", show=False)
+    assert list(report["models"]) == ["priored", "empty-priors:priored", "shuffled-priors:priored"]
+    assert report["models"]["empty-priors:priored"]["provenance"]["priors"] == "empty"
+    own = HarnessModel.load(str(path))
+    empty = HarnessModel.load(f"empty-priors:{path}")
+    pixels = torch.rand(3, 3, 56, 56)
+    assert not torch.allclose(own.logits(pixels), empty.logits(pixels), atol=1e-6)
+    assert main(["robustness", f"empty-priors:{model_file}", str(tree), "--settings", "eyes"]) == 2
+    assert "no prior backend" in capsys.readouterr().err

@@ -30,13 +30,16 @@ import torch
 from PIL import Image
 
 from orsanet.contract import InputContract
-from orsanet.engine.evaluate import file_sha256, label_protocol, resolve_split, source_commit
+from orsanet.engine.evaluate import ablated_priors, file_sha256, label_protocol, resolve_split, source_commit
 from orsanet.occlusion import REGIONS, image_seed, occlude
 from orsanet.occlusion.dataset import check_kind, image_tensor, measure_points, placement_mesh, to_uint8
 
 log = logging.getLogger(__name__)
 
 PEER_PREFIX = "peer:"
+# ``empty-priors:MODEL`` / ``shuffled-priors:MODEL``: MODEL given no priors, or another face's (the
+# ablation of ``orsanet eval --priors``), side by side with MODEL itself.
+ABLATION_PREFIXES = {"empty-priors:": "empty", "shuffled-priors:": "shuffled"}
 REALISTIC_SETTINGS = ("medical_mask", "sunglasses", "hand", "hair", "scarf", "microphone")
 DEFAULT_SETTINGS = ("square_mean@0.1", "square_mean@0.2", "square_mean@0.3", "square_black@0.2", *REGIONS,
                     *REALISTIC_SETTINGS)
@@ -137,8 +140,9 @@ class HarnessModel:
 
     @classmethod
     def load(cls, spec: str, device: str | torch.device = "cpu", **options) -> "HarnessModel":
-        """``peer:NAME`` (``orsanet.peers.PEERS``), ``default``, a model file or an exported ``.onnx`` graph;
-        ``options``: ``FaceModel``'s, for a model file (e.g. ``channels_last``)."""
+        """``peer:NAME`` (``orsanet.peers.PEERS``), ``default``, a model file or an exported ``.onnx`` graph,
+        the last three optionally behind an ``ABLATION_PREFIXES`` prefix; ``options``: ``FaceModel``'s,
+        for a model file (e.g. ``channels_last``)."""
         if spec.startswith(PEER_PREFIX):
             from orsanet.peers import PEERS, WEIGHTS_DIR, load_peer
 
@@ -159,13 +163,24 @@ class HarnessModel:
         from orsanet.checkpoint import resolve_model_path
         from orsanet.face_model import load_face_model, model_metadata
 
-        path = resolve_model_path(spec)
+        prefix = next((p for p in ABLATION_PREFIXES if spec.startswith(p)), "")
+        model_spec, ablation = spec[len(prefix):], ABLATION_PREFIXES.get(prefix)
+        path = resolve_model_path(model_spec)
         face = load_face_model(path, device, **options)  # a model file, or an exported .onnx graph (ONNX Runtime)
         metadata = model_metadata(face)
         provenance = {"file": str(path), "sha256": file_sha256(path), "config": metadata["config"],
                       "input_contract": face.contract.to_dict(), "model_provenance": metadata["provenance"]}
-        name = "default" if spec == "default" else path.stem
-        return cls(name, spec, "orsanet", face.label_names, face.contract, face.logits, provenance)
+        name = "default" if model_spec == "default" else path.stem
+        classify = face.logits
+        if ablation is not None:
+            if face.priors is None:
+                raise RobustnessError(f"{spec}: {model_spec} has no prior backend to take its priors from")
+            name, provenance["priors"] = f"{prefix}{name}", ablation
+
+            def classify(pixels: torch.Tensor) -> torch.Tensor:
+                pixels = pixels.to(face.device)
+                return face.logits(pixels, ablated_priors(face, pixels, None, ablation))
+        return cls(name, spec, "orsanet", face.label_names, face.contract, classify, provenance)
 
 
 def _unique_names(models: list[HarnessModel]) -> None:
