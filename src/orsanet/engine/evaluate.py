@@ -27,7 +27,7 @@ from orsanet.transforms import occlude_square, square_positions
 log = logging.getLogger(__name__)
 CROPS = ("none", "detect")
 # What the model is given as priors at test time: what its backend measures on each face, nothing
-# (the backend's empty geometry: as where the prior fails), or another face's (the next in the batch).
+# (the backend's empty geometry: as where the prior fails), or another face's (the previous in the batch).
 PRIOR_MODES = ("measured", "empty", "shuffled")
 
 
@@ -219,8 +219,9 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
     (photos: the most confident face is found and framed as ``predict`` frames faces; images without
     a face are left out and listed). ``per_image``: the report also holds every image's name and class
     probabilities (clean run). ``priors``: ``measured`` (as ``predict``), or an ablation: ``empty``
-    (no priors) or ``shuffled`` (each face given another face's). ``backend``: ``pytorch``, or ``onnxruntime`` for an exported ``.onnx``
-    graph (``auto``: by the file's suffix); ``speed``: ``amp``, ``channels_last``, ``compile`` (``FaceModel``).
+    (no priors) or ``shuffled`` (each face given another face's). ``backend``: ``pytorch``, or
+    ``onnxruntime`` for an exported ``.onnx`` graph (``auto``: by the file's suffix); ``speed``:
+    ``amp``, ``channels_last``, ``compile`` (``FaceModel``).
     Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
     """
     from orsanet.checkpoint import resolve_model_path
