@@ -39,3 +39,27 @@ def tiny_model(tmp_path_factory) -> Path:
     labels = dataset_label_names("ferplus")
     model = ORSANet(compact_config(len(labels), dim=32, num_heads=4), labels)
     return save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", model, labels, InputContract(56, color="gray"))
+
+
+@pytest.fixture()
+def prior_net_model(tmp_path, monkeypatch):
+    """``make(**config) -> path``: a random compact model file on the occlusion-aware priors, whose
+    prior network (random weights, width 8) ``$ORSANET_OCCLUSION_PRIORS`` points to."""
+    from orsanet.checkpoint import save_model
+    from orsanet.contract import InputContract
+    from orsanet.labels import dataset_label_names
+    from orsanet.models import ORSANet, compact_config
+    from orsanet.priors.occlusion_net import OcclusionPriorNet
+    from orsanet.priors.occlusion_net_training import write_weights
+
+    def make(**config) -> Path:
+        torch.manual_seed(0)
+        weights = tmp_path / "priors.safetensors"
+        write_weights(OcclusionPriorNet(width=8), weights, {})
+        monkeypatch.setenv("ORSANET_OCCLUSION_PRIORS", str(weights))
+        labels = dataset_label_names("ferplus")
+        model = ORSANet(compact_config(len(labels), dim=32, num_heads=4, landmark_source="occlusion_net_heatmaps",
+                                       parsing_source="occlusion_net_parsing", **config), labels)
+        return save_model(tmp_path / "priored.safetensors", model, labels, InputContract(56, color="gray"))
+
+    return make

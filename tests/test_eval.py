@@ -122,21 +122,10 @@ def test_eval_crop_detect_frames_faces_like_predict_and_lists_faceless_images(tm
     assert "no face found in 1 images" in capsys.readouterr().out
 
 
-def test_prior_ablation_gives_no_priors_or_another_faces(tmp_path, monkeypatch):
-    from orsanet.contract import InputContract
-    from orsanet.models import compact_config
-    from orsanet.priors.occlusion_net import OcclusionPriorNet
-    from orsanet.priors.occlusion_net_training import write_weights
-
+def test_prior_ablation_gives_no_priors_or_another_faces(tmp_path, prior_net_model):
     root = make_tree(tmp_path / "data")
-    torch.manual_seed(0)
-    weights = tmp_path / "priors.safetensors"
-    write_weights(OcclusionPriorNet(width=8), weights, {})
-    monkeypatch.setenv("ORSANET_OCCLUSION_PRIORS", str(weights))
+    path = prior_net_model()
     labels = dataset_label_names("ferplus")
-    model = ORSANet(compact_config(len(labels), dim=32, num_heads=4, landmark_source="occlusion_net_heatmaps",
-                                   parsing_source="occlusion_net_parsing"), labels)
-    path = save_model(tmp_path / "m.safetensors", model, labels, InputContract(56, color="gray"))
 
     def probabilities(priors: str, batch_size: int = 16) -> torch.Tensor:
         report = evaluate(str(path), str(root), "folder", "test", num_workers=0, per_image=True, priors=priors,

@@ -152,22 +152,10 @@ def test_training_stage_runs_resumes_and_measures(tmp_path):
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "mask_occluded"])
-def occlusion_model(tmp_path, monkeypatch, request):
+def occlusion_model(prior_net_model, request):
     """A small model on the occlusion-aware priors, with random prior-network weights (with and
     without ``mask_occluded``)."""
-    from orsanet.checkpoint import save_model
-    from orsanet.contract import InputContract
-    from orsanet.labels import dataset_label_names
-    from orsanet.models import ORSANet, compact_config
-
-    torch.manual_seed(0)
-    weights = tmp_path / "priors.safetensors"
-    write_weights(OcclusionPriorNet(width=8), weights, {})
-    monkeypatch.setenv("ORSANET_OCCLUSION_PRIORS", str(weights))
-    labels = dataset_label_names("ferplus")
-    model = ORSANet(compact_config(len(labels), dim=32, num_heads=4, landmark_source="occlusion_net_heatmaps",
-                                   parsing_source="occlusion_net_parsing", mask_occluded=request.param), labels)
-    return save_model(tmp_path / "model.safetensors", model, labels, InputContract(56, color="gray"))
+    return prior_net_model(mask_occluded=request.param)
 
 
 def test_model_on_the_new_priors_predicts_and_exports(occlusion_model, tmp_path):

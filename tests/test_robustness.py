@@ -207,19 +207,8 @@ def test_limit_keeps_each_class_share_and_bad_input_is_one_line(tree, model_file
     assert "unknown peer" in capsys.readouterr().err
 
 
-def test_prior_ablations_run_beside_the_model(tree, model_file, tmp_path, monkeypatch, capsys):
-    from orsanet.contract import InputContract
-    from orsanet.models import compact_config
-    from orsanet.priors.occlusion_net import OcclusionPriorNet
-    from orsanet.priors.occlusion_net_training import write_weights
-
-    torch.manual_seed(0)
-    weights = tmp_path / "priors.safetensors"
-    write_weights(OcclusionPriorNet(width=8), weights, {})
-    monkeypatch.setenv("ORSANET_OCCLUSION_PRIORS", str(weights))
-    model = ORSANet(compact_config(len(FERPLUS_LABELS), dim=32, num_heads=4, landmark_source="occlusion_net_heatmaps",
-                                   parsing_source="occlusion_net_parsing"), list(FERPLUS_LABELS))
-    path = save_model(tmp_path / "priored.safetensors", model, list(FERPLUS_LABELS), InputContract(56, color="gray"))
+def test_prior_ablations_run_beside_the_model(tree, model_file, prior_net_model, capsys):
+    path = prior_net_model()
     specs = [str(path), f"empty-priors:{path}", f"shuffled-priors:{path}"]
     report = robustness(specs, str(tree), settings="medical_mask", show=False)
     assert list(report["models"]) == ["priored", "empty-priors:priored", "shuffled-priors:priored"]
