@@ -53,10 +53,11 @@ def collect_predictions(face: FaceModel, loader: DataLoader, max_batches: int | 
         if max_batches and step >= max_batches:
             break
         pixels, geometry, targets = split_batch(batch)
+        pixels = pixels.to(device)
         if priors != "measured":
-            geometry = ablated_priors(face, pixels.to(device), geometry, priors)
+            geometry = ablated_priors(face, pixels, geometry, priors)
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else torch.autocast(device.type, enabled=False):
-            logits = face.logits(pixels.to(device), geometry, flip=flip)
+            logits = face.logits(pixels, geometry, flip=flip)
         all_logits.append(logits.float().cpu())
         all_targets.append(targets.cpu())
     return torch.cat(all_logits), torch.cat(all_targets)

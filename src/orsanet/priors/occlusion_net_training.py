@@ -270,7 +270,8 @@ def refit_face_score(network: OcclusionPriorNet, recipe: PriorNetRecipe, train, 
     ``faces`` clean and as many occluded training faces against ``per_photo`` crops of each of
     ``FACELESS_PHOTOS`` and the faces' shuffled tiles (photos and tiles weigh alike), all cut at the
     network's own size and at the recipe's; faces weigh ``face_share`` of the loss; a small L2 term
-    pulls towards the old row. Returns what ``measure_face_score`` measures before and after."""
+    pulls towards the old row. Returns the held-out shares (``held_out_features``, ``share_called_faces``)
+    before and after."""
     sizes = sorted({NET_SIZE, recipe.input_size})
     sets: list[list[torch.Tensor]] = [[], [], []]  # features of faces, photo crops, tiles
     for size in sizes:
@@ -288,19 +289,16 @@ def refit_face_score(network: OcclusionPriorNet, recipe: PriorNetRecipe, train, 
                         torch.full((len(photos_x),), (1 - face_share) / 2 / len(photos_x)),
                         torch.full((len(tiles_x),), (1 - face_share) / 2 / len(tiles_x))])
     head = network.global_head
-
-    def measured() -> dict[int, dict[str, float]]:
-        return {size: measure_face_score(network, recipe, size, faces // 2, per_photo) for size in sizes}
-
-    before = measured()
+    held_out = {size: held_out_features(network, recipe, size, per_photo=per_photo) for size in sizes}
     start = torch.cat([head.weight[NUM_PARTS], head.bias[NUM_PARTS:NUM_PARTS + 1]]).detach()
+    before = {size: share_called_faces(sets, start) for size, sets in held_out.items()}
     row = start.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([row], max_iter=500, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
         optimizer.zero_grad()
-        logits = features @ row[:-1] + row[-1]
-        value = (F.binary_cross_entropy_with_logits(logits, is_face, reduction="none") * weight).sum()
+        value = (F.binary_cross_entropy_with_logits(face_logits(features, row), is_face, reduction="none")
+                 * weight).sum()
         value = value + 1e-3 * (row[:-1] - start[:-1]).pow(2).sum()
         value.backward()
         return value
@@ -309,7 +307,7 @@ def refit_face_score(network: OcclusionPriorNet, recipe: PriorNetRecipe, train, 
     with torch.no_grad():
         head.weight[NUM_PARTS] = row[:-1]
         head.bias[NUM_PARTS] = row[-1]
-    after = measured()
+    after = {size: share_called_faces(sets, row.detach()) for size, sets in held_out.items()}
     for size in sizes:
         log.info("face score refitted; held out at %d px, share scored a face (>= 0.5) before -> after: %s", size,
                  ", ".join(f"{key} {before[size][key]:.3f} -> {after[size][key]:.3f}" for key in after[size]))
@@ -317,11 +315,21 @@ def refit_face_score(network: OcclusionPriorNet, recipe: PriorNetRecipe, train, 
             "sizes": sizes, "photos": list(FACELESS_PHOTOS), "held_out_before": before, "held_out": after}
 
 
-def measure_face_score(network: OcclusionPriorNet, recipe: PriorNetRecipe, size: int = NET_SIZE, faces: int = 1500,
-                       per_photo: int = 200) -> dict[str, float]:
-    """Share of each held-out set, cut at ``size`` px, that the network's face score calls a face
-    (>= 0.5): ``faces`` FERPlus Valid faces (of ``recipe.root``) clean and occluded, the LFW subset's
-    faces and non-faces, and ``per_photo`` crops of each of ``HELD_OUT_PHOTOS``."""
+def face_logits(features: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """The face score's logits ``(N,)`` of pooled features ``(N, C)`` under ``row`` (C weights, then the bias)."""
+    return features @ row[:-1] + row[-1]
+
+
+def share_called_faces(sets: dict[str, torch.Tensor], row: torch.Tensor) -> dict[str, float]:
+    """Share of each set of pooled features that ``row`` calls a face (probability >= 0.5)."""
+    return {name: round(float((face_logits(features, row) >= 0).float().mean()), 4) for name, features in sets.items()}
+
+
+def held_out_features(network: OcclusionPriorNet, recipe: PriorNetRecipe, size: int = NET_SIZE, faces: int = 1500,
+                      per_photo: int = 200) -> dict[str, torch.Tensor]:
+    """Pooled features of each held-out set, cut at ``size`` px: ``faces`` FERPlus Valid faces (of
+    ``recipe.root``) clean and occluded, the LFW subset's faces and non-faces, and ``per_photo``
+    crops of each of ``HELD_OUT_PHOTOS``."""
     import numpy as np
     from PIL import Image
 
@@ -338,9 +346,7 @@ def measure_face_score(network: OcclusionPriorNet, recipe: PriorNetRecipe, size:
     photos = photo_crops([photos_dir() / name for name in HELD_OUT_PHOTOS], per_photo, contract, seed=1)
     sets = {"valid_faces": clean, "valid_occluded_faces": occluded, "lfw_faces": lfw[:100],
             "lfw_non_faces": lfw[100:], "held_out_photo_crops": photos}
-    head = network.global_head
-    return {name: round(float(((pooled_features(network, pixels) @ head.weight[NUM_PARTS] + head.bias[NUM_PARTS])
-                               >= 0).float().mean()), 4) for name, pixels in sets.items()}
+    return {name: pooled_features(network, pixels) for name, pixels in sets.items()}
 
 
 def write_weights(network: OcclusionPriorNet, path: Path, info: dict) -> None:
