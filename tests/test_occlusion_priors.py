@@ -186,3 +186,43 @@ def test_pictures_paint_the_occluded_class():
     assert np.allclose(colours[20, 5], PARSING_COLOURS[OCCLUDED]) and np.allclose(colours[5, 5], PARSING_COLOURS[1])
     assert parsing_colours(parsing[:OCCLUDED]).shape == (28, 28, 3)  # the mesh's 11 classes still work
     Image.fromarray(colours.astype(np.uint8))
+
+
+def _trainer_on_priors(model, tmp_path, **augment):
+    """A trainer on a generated FERPlus folder, starting from ``model``, without warps or occluders."""
+    from orsanet.checkpoint import read_metadata
+    from orsanet.engine.config import AugmentConfig, TrainConfig
+    from orsanet.engine.train import Trainer
+
+    votes = [[0, 10, 0, 0, 0, 0, 0, 0, 0, 0], [10, 0, 0, 0, 0, 0, 0, 0, 0, 0]]
+    root = make_ferplus(tmp_path / "ferplus", {"train": votes * 4, "valid": votes, "test": votes})
+    config = TrainConfig()
+    config.model = {**read_metadata(model).config.to_dict(), "init": str(model)}
+    config.data.kind, config.data.root, config.data.num_workers = "ferplus", str(root), 0
+    config.optim.batch_size, config.run.output_dir = 8, str(tmp_path / "run")
+    config.augment = AugmentConfig(flip=False, erasing_p=0.0, **augment)
+    return Trainer(config)
+
+
+def test_image_dropout_blanks_the_pixels_and_keeps_the_priors_measured_on_them(prior_net_model, tmp_path):
+    from orsanet.engine.batches import split_batch
+
+    trainer = _trainer_on_priors(prior_net_model(), tmp_path, image_dropout=1.0)
+    batch = next(iter(trainer._loader(trainer.train_set)))
+    images, priors, _ = trainer._prepare(batch, train=True)
+    assert images.shape == (8, 3, 56, 56) and images.abs().max() < 1e-6  # the contract's mean: zero once normalised
+    pixels = split_batch(batch)[0]
+    assert trainer.contract.normalise(pixels).abs().amax((1, 2, 3)).min() > 1  # the generated faces are not blank
+    measured = trainer.face.priors.draw(trainer.face.measure(pixels))
+    assert measured.keys() == priors.keys()
+    assert all(torch.allclose(priors[key], measured[key], atol=1e-6) for key in priors)
+    kept = _trainer_on_priors(prior_net_model(), tmp_path / "kept", image_dropout=0.0)
+    images, _, _ = kept._prepare(batch, train=True)
+    assert torch.allclose(images, kept.contract.normalise(pixels))  # no dropout: the faces as they are
+
+
+def test_image_dropout_is_refused_for_a_model_without_priors(prior_net_model, tmp_path):
+    from orsanet.engine.config import ConfigError
+
+    with pytest.raises(ConfigError, match="augment.image_dropout: this model reads no priors"):
+        _trainer_on_priors(prior_net_model(use_ssgm=False, use_mcm=False), tmp_path, image_dropout=0.5)

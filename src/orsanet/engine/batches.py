@@ -11,7 +11,10 @@ on whole batches, so that one random warp moves both the pixels and the geometry
    geometry's landmarks; their masks go on to the priors (``PriorBackend.draw(geometry, hidden)``),
    since a prior measured on the hidden face would describe what it cannot see;
 4. prior dropout: a fraction of faces get the empty geometry, as happens at test time when an
-   occluder makes the prior fail.
+   occluder makes the prior fail;
+5. image dropout (``blank_faces``, in the trainer once the priors are measured): a fraction of faces
+   reach the network as a blank image beside their priors, so that the prior paths have to carry
+   the expression on their own (the mirror of prior dropout).
 
 Normalisation and drawing the priors are ``FaceModel.inputs``, the same call validation, eval and
 predict make.
@@ -55,6 +58,14 @@ def split_batch(batch) -> tuple[torch.Tensor, Geometry | None, torch.Tensor]:
 def warps(rotation: float, scale, shift: float) -> bool:
     """Whether these augmentation settings rotate, scale or shift the faces."""
     return bool(rotation or tuple(scale) != (1.0, 1.0) or shift)
+
+
+def blank_faces(pixels: torch.Tensor, share: float, fill) -> torch.Tensor:
+    """``pixels (B, 3, S, S)`` with a random ``share`` of the faces replaced by the constant colour ``fill``
+    (3 values: the contract's mean, so that the network sees zeros after normalisation)."""
+    chosen = torch.rand(len(pixels), device=pixels.device) < share
+    blank = torch.as_tensor(fill, dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1).expand_as(pixels)
+    return torch.where(chosen.view(-1, 1, 1, 1), blank, pixels)
 
 
 class BatchAugment:

@@ -74,6 +74,8 @@ class AugmentConfig:
     scale: tuple[float, float] = (1.0, 1.0)
     shift: float = 0.0  # fraction of the crop, uniform in [-shift, shift] per axis
     prior_dropout: float = 0.0  # mesh priors: treat this fraction of faces as unfitted (the mesh fails under occlusion)
+    image_dropout: float = 0.0  # this fraction of faces reach the network as a blank image with the priors measured
+    # on their pixels, so that the prior paths learn to carry the expression where the pixels cannot
     # orsanet.occlusion generators per batch (realistic occluders, squares, regions), masks handed to the priors:
     occlusion_kinds: dict = field(default_factory=dict)  # kind or group -> weight; {} with p > 0: the default mix
     occlusion_p: float = 0.0  # share of faces occluded
@@ -126,7 +128,7 @@ POSITIVE = {"optim.lr", "optim.batch_size", "optim.epochs", "optim.gamma", "loss
 NON_NEGATIVE = {"optim.weight_decay", "optim.sam_rho", "optim.pretrained_lr_scale", "optim.init_lr_scale",
                 "optim.warmup_epochs", "optim.freeze_batchnorm_after", "loss.warmup_epochs", "loss.smoothing",
                 "loss.dare_weight", "data.num_workers", "data.valid_fraction", "augment.erasing_p",
-                "augment.rotation", "augment.shift", "augment.prior_dropout", "augment.occlusion_p", "model.drop_path"}
+                "augment.rotation", "augment.shift", "augment.prior_dropout", "augment.image_dropout", "augment.occlusion_p", "model.drop_path"}
 CHOICES = {"data.color": ("auto", "rgb", "gray"), "loss.dare_form": ("additive", "multiplicative"),
            "run.select_metric": ("accuracy", "mean_class_accuracy", "macro_f1")}
 

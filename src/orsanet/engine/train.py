@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from orsanet.checkpoint import load_model, save_model
 from orsanet.contract import InputContract
-from orsanet.engine.batches import BatchAugment, PriorDataset, split_batch, warps
+from orsanet.engine.batches import BatchAugment, PriorDataset, blank_faces, split_batch, warps
 from orsanet.engine.config import ConfigError, TrainConfig, config_differences, model_config
 from orsanet.engine.distributed import DistributedContext, init_distributed, resolve_device
 from orsanet.engine.sam import SAM
@@ -238,6 +238,8 @@ class Trainer:
 
         planned = model_config(config.model)  # the class count comes from the data below
         augment = config.augment
+        if augment.image_dropout > 0 and planned.prior_backend is None:
+            raise ConfigError("augment.image_dropout: this model reads no priors, so a blanked face would carry nothing")
         batch_level = (planned.prior_backend is not None or warps(augment.rotation, augment.scale, augment.shift)
                        or augment.occlusion_p > 0)
         self.train_set, self.valid_set, self.test_set, self.contract = build_splits(config, planned.input_size,
@@ -447,6 +449,10 @@ class Trainer:
         hidden = None
         if train and self.augment is not None:
             pixels, geometry, hidden = self.augment(pixels, geometry)
+            if self.config.augment.image_dropout > 0:
+                if geometry is None:  # a live backend: the priors of the pixels before some are blanked
+                    geometry = self.face.measure(pixels)
+                pixels = blank_faces(pixels, self.config.augment.image_dropout, self.contract.mean)
         images, priors = self.face.inputs(pixels, geometry, hidden)
         if self.config.run.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
