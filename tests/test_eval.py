@@ -122,7 +122,7 @@ def test_eval_crop_detect_frames_faces_like_predict_and_lists_faceless_images(tm
     assert "no face found in 1 images" in capsys.readouterr().out
 
 
-def test_prior_ablation_gives_no_priors_or_another_faces(tmp_path, prior_net_model):
+def test_prior_ablation_gives_no_priors_another_faces_or_the_priors_alone(tmp_path, prior_net_model):
     root = make_tree(tmp_path / "data")
     path = prior_net_model()
     labels = dataset_label_names("ferplus")
@@ -137,6 +137,8 @@ def test_prior_ablation_gives_no_priors_or_another_faces(tmp_path, prior_net_mod
     assert not torch.allclose(probabilities("empty"), measured, atol=1e-6)
     assert not torch.allclose(probabilities("shuffled"), measured, atol=1e-6)
     assert torch.allclose(probabilities("shuffled", batch_size=1), measured, atol=1e-6)  # alone in its batch: its own
+    alone = probabilities("only")  # its own priors, the face blanked
+    assert not torch.allclose(alone, measured, atol=1e-6) and not torch.allclose(alone, probabilities("empty"), atol=1e-6)
     plain = save_model(tmp_path / "plain.safetensors", tiny_model(labels), labels)
     with pytest.raises(ValueError, match="no prior backend"):
         evaluate(str(plain), str(root), "folder", "test", num_workers=0, priors="empty")

@@ -209,9 +209,11 @@ def test_limit_keeps_each_class_share_and_bad_input_is_one_line(tree, model_file
 
 def test_prior_ablations_run_beside_the_model(tree, model_file, prior_net_model, capsys):
     path = prior_net_model()
-    specs = [str(path), f"empty-priors:{path}", f"shuffled-priors:{path}"]
+    specs = [str(path), f"empty-priors:{path}", f"shuffled-priors:{path}", f"priors-only:{path}"]
     report = robustness(specs, str(tree), settings="medical_mask", show=False)
-    assert list(report["models"]) == ["priored", "empty-priors:priored", "shuffled-priors:priored"]
+    assert list(report["models"]) == ["priored", "empty-priors:priored", "shuffled-priors:priored",
+                                      "priors-only:priored"]
+    assert report["models"]["priors-only:priored"]["provenance"]["priors"] == "only"
     assert report["models"]["empty-priors:priored"]["provenance"]["priors"] == "empty"
     own = HarnessModel.load(str(path))
     empty = HarnessModel.load(f"empty-priors:{path}")

@@ -417,9 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--occlusion", help="also under random-square occlusion of these areas, e.g. 0.1,0.2,0.3")
     evaluate.add_argument("--flip", action="store_true",
                           help="test-time augmentation: average each face's prediction with its mirror image's")
-    evaluate.add_argument("--priors", choices=("measured", "empty", "shuffled"), default="measured",
-                          help="ablation: give the model no priors (empty) or another face's (shuffled, the "
-                               "previous face of the batch) instead of its own (measured, the default)")
+    evaluate.add_argument("--priors", choices=("measured", "empty", "shuffled", "only"), default="measured",
+                          help="ablation: give the model no priors (empty), another face's (shuffled, the previous "
+                               "face of the batch) or its own with the face blanked (only) instead of its own "
+                               "(measured, the default)")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--workers", type=int, default=2)
     evaluate.add_argument("--device", default="cpu")

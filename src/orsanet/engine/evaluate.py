@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from orsanet.engine.batches import split_batch
+from orsanet.engine.batches import blank_faces, split_batch
 from orsanet.engine.distributed import init_distributed
 from orsanet.face_model import FaceModel
 from orsanet.labels import LabelError, label_mapping
@@ -27,8 +27,9 @@ from orsanet.transforms import occlude_square, square_positions
 log = logging.getLogger(__name__)
 CROPS = ("none", "detect")
 # What the model is given as priors at test time: what its backend measures on each face, nothing
-# (the backend's empty geometry: as where the prior fails), or another face's (the previous in the batch).
-PRIOR_MODES = ("measured", "empty", "shuffled")
+# (the backend's empty geometry: as where the prior fails), another face's (the previous in the batch),
+# or its own priors with the face itself blanked (``only``: what the prior paths carry on their own).
+PRIOR_MODES = ("measured", "empty", "shuffled", "only")
 
 
 @torch.no_grad()
@@ -54,8 +55,7 @@ def collect_predictions(face: FaceModel, loader: DataLoader, max_batches: int | 
             break
         pixels, geometry, targets = split_batch(batch)
         pixels = pixels.to(device)
-        if priors != "measured":
-            geometry = ablated_priors(face, pixels, geometry, priors)
+        pixels, geometry = ablated_inputs(face, pixels, geometry, priors)
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else torch.autocast(device.type, enabled=False):
             logits = face.logits(pixels, geometry, flip=flip)
         all_logits.append(logits.float().cpu())
@@ -63,12 +63,16 @@ def collect_predictions(face: FaceModel, loader: DataLoader, max_batches: int | 
     return torch.cat(all_logits), torch.cat(all_targets)
 
 
-def ablated_priors(face: FaceModel, pixels: torch.Tensor, geometry, mode: str):
-    """The geometry of ``mode`` (``empty`` or ``shuffled``) for a batch of pixels ``(B, 3, S, S)``."""
+def ablated_inputs(face: FaceModel, pixels: torch.Tensor, geometry, mode: str):
+    """``(pixels (B, 3, S, S), geometry or None)`` as the prior ablation ``mode`` (``PRIOR_MODES``) has them."""
+    if mode == "measured":
+        return pixels, geometry
     if mode == "empty":
-        return face.priors.empty(len(pixels), pixels.device)
+        return pixels, face.priors.empty(len(pixels), pixels.device)
     measured = geometry if geometry is not None else face.measure(pixels)
-    return {key: value.roll(1, 0) for key, value in measured.items()}  # face i gets face i-1's priors
+    if mode == "only":
+        return blank_faces(pixels, 1.0, face.contract.mean), measured
+    return pixels, {key: value.roll(1, 0) for key, value in measured.items()}  # face i gets face i-1's priors
 
 
 def file_sha256(path: Path) -> str:

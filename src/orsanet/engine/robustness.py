@@ -30,16 +30,17 @@ import torch
 from PIL import Image
 
 from orsanet.contract import InputContract
-from orsanet.engine.evaluate import ablated_priors, file_sha256, label_protocol, resolve_split, source_commit
+from orsanet.engine.evaluate import ablated_inputs, file_sha256, label_protocol, resolve_split, source_commit
 from orsanet.occlusion import REGIONS, image_seed, occlude
 from orsanet.occlusion.dataset import check_kind, image_tensor, measure_points, placement_mesh, to_uint8
 
 log = logging.getLogger(__name__)
 
 PEER_PREFIX = "peer:"
-# ``empty-priors:MODEL`` / ``shuffled-priors:MODEL``: MODEL given no priors, or another face's (the
-# ablation of ``orsanet eval --priors``), side by side with MODEL itself.
-ABLATION_PREFIXES = {"empty-priors:": "empty", "shuffled-priors:": "shuffled"}
+# ``empty-priors:MODEL`` / ``shuffled-priors:MODEL`` / ``priors-only:MODEL``: MODEL given no priors,
+# another face's, or its own with the face blanked (the ablations of ``orsanet eval --priors``), side by
+# side with MODEL itself.
+ABLATION_PREFIXES = {"empty-priors:": "empty", "shuffled-priors:": "shuffled", "priors-only:": "only"}
 REALISTIC_SETTINGS = ("medical_mask", "sunglasses", "hand", "hair", "scarf", "microphone")
 DEFAULT_SETTINGS = ("square_mean@0.1", "square_mean@0.2", "square_mean@0.3", "square_black@0.2", *REGIONS,
                     *REALISTIC_SETTINGS)
@@ -179,7 +180,7 @@ class HarnessModel:
 
             def classify(pixels: torch.Tensor) -> torch.Tensor:
                 pixels = pixels.to(face.device)
-                return face.logits(pixels, ablated_priors(face, pixels, None, ablation))
+                return face.logits(*ablated_inputs(face, pixels, None, ablation))
         return cls(name, spec, "orsanet", face.label_names, face.contract, classify, provenance)
 
 
