@@ -10,6 +10,7 @@ import sys
 from orsanet.checkpoint import CheckpointError
 from orsanet.data.base import DatasetError
 from orsanet.engine.config import ConfigError
+from orsanet.engine.evaluate import PRIOR_MODES
 from orsanet.export import ExportError  # (onnx itself is imported only when a graph is written or run)
 from orsanet.labels import LabelError
 
@@ -417,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--occlusion", help="also under random-square occlusion of these areas, e.g. 0.1,0.2,0.3")
     evaluate.add_argument("--flip", action="store_true",
                           help="test-time augmentation: average each face's prediction with its mirror image's")
-    evaluate.add_argument("--priors", choices=("measured", "empty", "shuffled", "only"), default="measured",
+    evaluate.add_argument("--priors", choices=PRIOR_MODES, default="measured",
                           help="ablation: give the model no priors (empty), another face's (shuffled, the previous "
                                "face of the batch) or its own with the face blanked (only) instead of its own "
                                "(measured, the default)")

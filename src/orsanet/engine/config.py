@@ -128,7 +128,8 @@ POSITIVE = {"optim.lr", "optim.batch_size", "optim.epochs", "optim.gamma", "loss
 NON_NEGATIVE = {"optim.weight_decay", "optim.sam_rho", "optim.pretrained_lr_scale", "optim.init_lr_scale",
                 "optim.warmup_epochs", "optim.freeze_batchnorm_after", "loss.warmup_epochs", "loss.smoothing",
                 "loss.dare_weight", "data.num_workers", "data.valid_fraction", "augment.erasing_p",
-                "augment.rotation", "augment.shift", "augment.prior_dropout", "augment.image_dropout", "augment.occlusion_p", "model.drop_path"}
+                "augment.rotation", "augment.shift", "augment.prior_dropout", "augment.image_dropout",
+                "augment.occlusion_p", "model.drop_path"}
 CHOICES = {"data.color": ("auto", "rgb", "gray"), "loss.dare_form": ("additive", "multiplicative"),
            "run.select_metric": ("accuracy", "mean_class_accuracy", "macro_f1")}
 

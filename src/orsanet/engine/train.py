@@ -239,7 +239,8 @@ class Trainer:
         planned = model_config(config.model)  # the class count comes from the data below
         augment = config.augment
         if augment.image_dropout > 0 and planned.prior_backend is None:
-            raise ConfigError("augment.image_dropout: this model reads no priors, so a blanked face would carry nothing")
+            raise ConfigError("augment.image_dropout: this model reads no priors, "
+                              "so a blanked face would carry nothing")
         batch_level = (planned.prior_backend is not None or warps(augment.rotation, augment.scale, augment.shift)
                        or augment.occlusion_p > 0)
         self.train_set, self.valid_set, self.test_set, self.contract = build_splits(config, planned.input_size,

@@ -236,6 +236,7 @@ async function liveLoop(session) {
     grab.height = Math.round(video.videoHeight * scale);
     grab.getContext("2d").drawImage(video, 0, 0, grab.width, grab.height);
     const blob = await new Promise((resolve) => grab.toBlob(resolve, "image/jpeg", 0.85));
+    if (!session.running) break;  // stopped while the frame was being encoded: it is not sent
     const started = performance.now();
     try {
       const parsing = $("camera-parsing").checked;
