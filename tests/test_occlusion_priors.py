@@ -18,6 +18,7 @@ from orsanet.priors.occlusion_net import (
     PART_MIRROR,
     OcclusionNetPriors,
     OcclusionPriorNet,
+    part_centres,
     prior_net_info,
 )
 from orsanet.priors.occlusion_net_training import (
@@ -62,6 +63,16 @@ def test_backend_is_on_the_prior_path(backend):
     empty = backend.empty(2)
     assert not backend.valid(empty).any() and backend.draw(empty)["parsing_prior"][:, 0].eq(1).all()
     assert isinstance(prior_backend("occlusion_net"), OcclusionNetPriors)
+
+
+def test_part_centres_are_where_the_heatmaps_peak():
+    heatmaps = torch.zeros(2, NUM_PARTS, 28, 28)
+    heatmaps[0, :, 7, 21] = 1.0  # row 7, column 21: x = 21.5 / 28, y = 7.5 / 28
+    heatmaps[1, :, 14, 0:2] = 1.0  # two cells of one row: their middle
+    centres = part_centres(heatmaps)
+    assert centres.shape == (2, NUM_PARTS, 2)
+    assert torch.allclose(centres[0], torch.tensor([21.5 / 28, 7.5 / 28]).expand(NUM_PARTS, 2))
+    assert torch.allclose(centres[1], torch.tensor([1 / 28, 14.5 / 28]).expand(NUM_PARTS, 2))
 
 
 def test_mirror_swaps_sides_and_is_its_own_inverse(backend):
@@ -146,8 +157,10 @@ def test_training_stage_runs_resumes_and_measures(tmp_path):
         assert refit["sizes"] == [56, 64] and set(refit["held_out"]["56"]) == {
             "valid_faces", "valid_occluded_faces", "lfw_faces", "lfw_non_faces", "held_out_photo_crops"}
     report = measure_prior_net(str(root), weights, kinds=("square",), prior_cache=str(tmp_path / "cache"))
-    assert set(report["square"]) >= {"occluder_iou", "parsing_agreement", "mesh_agreement", "mesh_found"}
+    assert set(report["square"]) >= {"occluder_iou", "parsing_agreement", "mesh_agreement", "mesh_found",
+                                     "hidden_part_error", "visible_part_error", "hidden_parts"}
     assert 0 <= report["square"]["occluder_iou"] <= 1
+    assert report["square"]["hidden_part_error"] >= 0 and report["square"]["visible_part_error"] >= 0
     json.dumps(report)
 
 

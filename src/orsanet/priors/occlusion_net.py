@@ -109,6 +109,17 @@ def load_prior_net(path: str | Path = DEFAULT_WEIGHTS, device: torch.device | st
     return network.to(device).eval().requires_grad_(False)
 
 
+def part_centres(heatmaps: torch.Tensor) -> torch.Tensor:
+    """Part heatmaps ``(B, 8, h, w)`` in [0, 1] -> their centres ``(B, 8, 2)`` in [0, 1] of the crop (x, y):
+    each heatmap's centre of mass, of its squared values so that the peak counts most."""
+    heatmaps = heatmaps.float() ** 2
+    h, w = heatmaps.shape[-2:]
+    weights = heatmaps / heatmaps.sum((2, 3), keepdim=True).clamp_min(1e-12)
+    ys = (torch.arange(h, device=heatmaps.device, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, device=heatmaps.device, dtype=torch.float32) + 0.5) / w
+    return torch.stack([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], -1)
+
+
 class OcclusionNetPriors(PriorBackend):
     """The occlusion-aware prior network as a backend of the one prior path.
 
@@ -175,14 +186,8 @@ class OcclusionNetPriors(PriorBackend):
         return geometry["face"]
 
     def points(self, geometry: Geometry) -> torch.Tensor:
-        """The 8 part centres ``(B, 8, 2)`` in [0, 1] of the crop (x, y): each part heatmap's centre of
-        mass (its squared values, so the peak counts most); hidden parts too, where the network puts them."""
-        heatmaps = geometry["heatmaps"].float() ** 2  # (B, 8, h, w)
-        h, w = heatmaps.shape[-2:]
-        weights = heatmaps / heatmaps.sum((2, 3), keepdim=True).clamp_min(1e-12)
-        ys = (torch.arange(h, device=heatmaps.device, dtype=torch.float32) + 0.5) / h
-        xs = (torch.arange(w, device=heatmaps.device, dtype=torch.float32) + 0.5) / w
-        return torch.stack([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], -1)
+        """The 8 part centres ``(B, 8, 2)`` (``part_centres``); hidden parts too, where the network puts them."""
+        return part_centres(geometry["heatmaps"])
 
     def empty(self, batch: int, device: torch.device | str = "cpu") -> Geometry:
         parsing = torch.zeros(batch, NUM_CLASSES, PRIOR_SIZE, PRIOR_SIZE, device=device)

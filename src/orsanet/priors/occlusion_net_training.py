@@ -43,6 +43,7 @@ from orsanet.priors.occlusion_net import (
     NUM_PARTS,
     OCCLUDED,
     OcclusionPriorNet,
+    part_centres,
 )
 
 log = logging.getLogger(__name__)
@@ -369,7 +370,11 @@ def measure_prior_net(root: str, weights: str | Path, kinds: tuple[str, ...] = (
     - ``parsing_agreement``: on the visible cells of faces the mesh fits when clean, the share whose
       class (argmax of the 11 face classes) matches the clean face's mesh map, for the network and
       for the mesh fitted again on the occluded face (``mesh_agreement``);
-    - ``mesh_found``: how often the mesh still finds the occluded face.
+    - ``mesh_found``: how often the mesh still finds the occluded face;
+    - ``hidden_part_error`` / ``visible_part_error``: on the same faces, the mean distance (a share of
+      the crop's side) between the network's part centres and the clean face's mesh part centres, for
+      the parts the occluder hides (half their points or more) and for the others: how well the
+      network guesses the face it cannot see, and places what it sees.
     """
     from orsanet.occlusion import OcclusionAugment
     from orsanet.priors.cache import cached_geometry
@@ -384,7 +389,8 @@ def measure_prior_net(root: str, weights: str | Path, kinds: tuple[str, ...] = (
     occlusions = {kind: OcclusionAugment({kind: 1.0}, p=1.0, generator=torch.Generator().manual_seed(1234))
                   for kind in kinds}
     # per kind: occluder intersection, union, (net, mesh) agreeing and visible cells, mesh fits
-    sums = {kind: {"inter": 0.0, "union": 0.0, "net": [0.0, 0.0], "mesh": [0.0, 0.0], "found": 0} for kind in kinds}
+    sums = {kind: {"inter": 0.0, "union": 0.0, "net": [0.0, 0.0], "mesh": [0.0, 0.0], "found": 0,
+                   "hidden": [0.0, 0.0], "visible": [0.0, 0.0]} for kind in kinds}
     for start in tqdm(range(0, count, batch_size), desc=f"prior net on {', '.join(kinds)}", dynamic_ncols=True):
         indices = torch.arange(start, min(count, start + batch_size))
         pixels = load_batch(valid_set, contract, indices)  # read once, hidden by every kind in turn
@@ -393,7 +399,13 @@ def measure_prior_net(root: str, weights: str | Path, kinds: tuple[str, ...] = (
             total = sums[kind]
             occluded, hidden = occlusion(pixels, mesh.points(clean), mesh.valid(clean))
             targets = clean_targets(mesh, clean, hidden)
-            predicted = network(occluded)["parsing"].softmax(1)
+            output = network(occluded)
+            predicted = output["parsing"].softmax(1)
+            error = (part_centres(output["heatmaps"].sigmoid()) - part_centres(targets["heatmaps"])).norm(dim=-1)
+            for name, chosen in (("hidden", targets["visibility"] < 0.5), ("visible", targets["visibility"] >= 0.5)):
+                chosen = chosen & targets["valid"].view(-1, 1)  # (B, 8) parts of faces the mesh fits when clean
+                total[name][0] += float(error[chosen].sum())
+                total[name][1] += float(chosen.sum())
             truth_occ = targets["covered"] >= 0.5
             pred_occ = predicted[:, OCCLUDED] >= 0.5
             total["inter"] += float((truth_occ & pred_occ).sum())
@@ -411,6 +423,9 @@ def measure_prior_net(root: str, weights: str | Path, kinds: tuple[str, ...] = (
         report[kind] = {"occluder_iou": total["inter"] / max(total["union"], 1),
                         "parsing_agreement": total["net"][0] / max(total["net"][1], 1),
                         "mesh_agreement": total["mesh"][0] / max(total["mesh"][1], 1),
-                        "mesh_found": total["found"] / count, "images": count}
+                        "mesh_found": total["found"] / count,
+                        "hidden_part_error": total["hidden"][0] / max(total["hidden"][1], 1),
+                        "visible_part_error": total["visible"][0] / max(total["visible"][1], 1),
+                        "hidden_parts": int(total["hidden"][1]), "images": count}
         log.info("%s: %s", kind, json.dumps({k: round(v, 4) for k, v in report[kind].items()}))
     return report
