@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 
-from orsanet.checkpoint import read_metadata
 from orsanet.face_model import FaceModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,14 +59,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     report: dict = {}
+    test_sets: dict = {}  # (contract, labels) -> clean faces, targets, occluded faces: read and drawn once
     for spec in args.models:
         face = FaceModel.load(spec, runtime="pytorch")
         if face.priors is None:
             raise SystemExit(f"{spec}: this model reads no priors")
-        contract = read_metadata(spec).contract
-        clean, targets = faces(args.data, "test", contract, face.label_names)
-        settings = {"square 30 %": hidden(clean, {"square": 1.0}, 1.0, seed=2, area=(0.3, 0.3)),
-                    "medical mask": hidden(clean, {"medical_mask": 1.0}, 1.0, seed=3)}
+        contract = face.contract
+        key = (json.dumps(contract.to_dict(), sort_keys=True), tuple(face.label_names))
+        if key not in test_sets:
+            clean, targets = faces(args.data, "test", contract, face.label_names)
+            test_sets[key] = clean, targets, {
+                "square 30 %": hidden(clean, {"square": 1.0}, 1.0, seed=2, area=(0.3, 0.3)),
+                "medical mask": hidden(clean, {"medical_mask": 1.0}, 1.0, seed=3)}
+        clean, targets, settings = test_sets[key]
         report[spec] = {name: {priors: round(100 * accuracy(face, pixels, clean, targets, priors), 2)
                                for priors in PRIORS} for name, pixels in settings.items()}
         log.info("%s: %s", spec, report[spec])

@@ -449,7 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="models and peers on the clean split and under every occlusion setting")
     robust.add_argument("models", nargs="+", metavar="MODEL",
                         help="model file, 'default', or a peer: peer:fer-mini-xception, peer:face-api-expression; "
-                             "empty-priors:MODEL / shuffled-priors:MODEL: MODEL given no priors or another face's")
+                             "empty-priors:MODEL / shuffled-priors:MODEL / priors-only:MODEL: MODEL given no priors, "
+                             "another face's, or its own with the face blanked")
     robust.add_argument("data", help="dataset root")
     robust.add_argument("--kind", default="auto", help="dataset kind (default auto)")
     robust.add_argument("--split", default=None, help="split (default: test; a flat class tree is read whole)")

@@ -224,9 +224,9 @@ def evaluate(model_path: str, data_root: str, kind: str = "auto", split: str | N
     (photos: the most confident face is found and framed as ``predict`` frames faces; images without
     a face are left out and listed). ``per_image``: the report also holds every image's name and class
     probabilities (clean run). ``priors``: ``measured`` (as ``predict``), or an ablation: ``empty``
-    (no priors), ``shuffled`` (each face given another face's) or ``only`` (its own, the face blanked). ``backend``: ``pytorch``, or
-    ``onnxruntime`` for an exported ``.onnx`` graph (``auto``: by the file's suffix); ``speed``:
-    ``amp``, ``channels_last``, ``compile`` (``FaceModel``).
+    (no priors), ``shuffled`` (each face given another face's) or ``only`` (its own, the face
+    blanked). ``backend``: ``pytorch``, or ``onnxruntime`` for an exported ``.onnx`` graph
+    (``auto``: by the file's suffix); ``speed``: ``amp``, ``channels_last``, ``compile`` (``FaceModel``).
     Returns (and with ``json_out`` writes, plus ``<name>.confusion.png``) the report.
     """
     from orsanet.checkpoint import resolve_model_path
